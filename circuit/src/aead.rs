@@ -43,7 +43,10 @@ impl LayerCipher {
     pub fn seal(&self, seq: u64, aad: &[u8], data: &mut [u8]) -> [u8; TAG_LEN] {
         // The RustCrypto implementation only fails for messages longer than
         // 256 GiB; cells are bounded far below that by `cell::MAX_CELL_LEN`.
-        match self.0.encrypt_in_place_detached(&Self::nonce(seq), aad, data) {
+        match self
+            .0
+            .encrypt_in_place_detached(&Self::nonce(seq), aad, data)
+        {
             Ok(tag) => tag.into(),
             Err(_) => [0u8; TAG_LEN],
         }

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use rand::{CryptoRng, RngCore};
 
 use crate::cell::{
-    self, CellError, Create, DATA_OFFSET, Extend, LinkCell, MAX_EXTEND_ADDRESSES,
-    RELAY_HEADER_LEN, Reason, RelayMsg,
+    self, CellError, Create, DATA_OFFSET, Extend, LinkCell, MAX_EXTEND_ADDRESSES, RELAY_HEADER_LEN,
+    Reason, RelayMsg,
 };
 use crate::keys::{OnionPublicKey, OnionSecretKey, RelayId};
 use crate::ntor::{HandshakeError, NtorClient, NtorProtocol};
@@ -242,10 +242,7 @@ impl ClientCircuit {
                 });
             }
         }
-        let ephemerals = path
-            .iter()
-            .map(|_| OnionSecretKey::generate(rng))
-            .collect();
+        let ephemerals = path.iter().map(|_| OnionSecretKey::generate(rng)).collect();
         let hops = path
             .into_iter()
             .map(|spec| Hop {
@@ -353,7 +350,11 @@ impl ClientCircuit {
 
     /// Handles one cell from the first hop. DATA is opened in place; its
     /// packet is at the returned range of `cell`.
-    pub fn handle_cell(&mut self, now: Instant, cell: &mut Vec<u8>) -> Result<Received, ClientDrop> {
+    pub fn handle_cell(
+        &mut self,
+        now: Instant,
+        cell: &mut Vec<u8>,
+    ) -> Result<Received, ClientDrop> {
         let result = self.handle_cell_inner(now, cell);
         match result {
             Ok(_) => self.stats.cells_received += 1,
@@ -362,7 +363,11 @@ impl ClientCircuit {
         result
     }
 
-    fn handle_cell_inner(&mut self, now: Instant, cell: &mut Vec<u8>) -> Result<Received, ClientDrop> {
+    fn handle_cell_inner(
+        &mut self,
+        now: Instant,
+        cell: &mut Vec<u8>,
+    ) -> Result<Received, ClientDrop> {
         if self.state == CircuitState::Closed {
             return Err(ClientDrop::Unexpected(self.state));
         }
@@ -382,12 +387,19 @@ impl ClientCircuit {
                 }));
                 Ok(Received::Control)
             }
-            LinkCell::Create(_) | LinkCell::Relay { early: true, .. } => Err(ClientDrop::NotForClient),
+            LinkCell::Create(_) | LinkCell::Relay { early: true, .. } => {
+                Err(ClientDrop::NotForClient)
+            }
             LinkCell::Relay { early: false, seq } => self.handle_relay(now, seq, cell),
         }
     }
 
-    fn handle_relay(&mut self, now: Instant, seq: u64, cell: &mut Vec<u8>) -> Result<Received, ClientDrop> {
+    fn handle_relay(
+        &mut self,
+        now: Instant,
+        seq: u64,
+        cell: &mut Vec<u8>,
+    ) -> Result<Received, ClientDrop> {
         let origin = self.open_backward(seq, cell)?;
         self.hops[origin].replay.check(seq)?;
         let message = RelayMsg::parse(&cell[RELAY_HEADER_LEN..])?;
@@ -418,7 +430,11 @@ impl ClientCircuit {
                 Received::Control
             }
             RelayMsg::Truncated(reason) => {
-                self.fail(origin + 2, FailureCause::Truncated(reason), Reason::Finished);
+                self.fail(
+                    origin + 2,
+                    FailureCause::Truncated(reason),
+                    Reason::Finished,
+                );
                 Received::Control
             }
             RelayMsg::End(reason) => {
@@ -463,8 +479,12 @@ impl ClientCircuit {
             // One secret per hop was generated in `new`; hops start in order.
             None => OnionSecretKey::from_secret_bytes([0; 32]),
         };
-        let (client, message) =
-            NtorClient::start(NtorProtocol::TRINE, spec.id.as_bytes(), spec.onion_key, ephemeral);
+        let (client, message) = NtorClient::start(
+            NtorProtocol::TRINE,
+            spec.id.as_bytes(),
+            spec.onion_key,
+            ephemeral,
+        );
         self.pending = Some(client);
         let mut handshake = [0u8; cell::CREATE_HANDSHAKE_LEN];
         // Trine node ids are 32 bytes, so the message is exactly 96 bytes.
@@ -481,7 +501,8 @@ impl ClientCircuit {
         match pending.finish(reply) {
             Ok(keys) => {
                 self.hops[hop].crypto = Some(HopCrypto::derive(&keys));
-                self.events.push_back(ClientEvent::HopAdded { hop: hop + 1 });
+                self.events
+                    .push_back(ClientEvent::HopAdded { hop: hop + 1 });
                 let done = hop + 1;
                 if done == self.hops.len() {
                     self.state = CircuitState::Ready;
@@ -498,7 +519,11 @@ impl ClientCircuit {
                     self.send_message(hop, true, &RelayMsg::Extend(Box::new(extend)));
                 }
             }
-            Err(error) => self.fail(hop + 1, FailureCause::Handshake(error), Reason::HandshakeFailed),
+            Err(error) => self.fail(
+                hop + 1,
+                FailureCause::Handshake(error),
+                Reason::HandshakeFailed,
+            ),
         }
     }
 
@@ -522,7 +547,11 @@ impl ClientCircuit {
         let seq = self.next_seq;
         let Some(next) = seq.checked_add(1) else {
             // 2^64 cells: never reuse a nonce; the circuit must be replaced.
-            self.fail(1, FailureCause::Ended(Reason::ResourceLimit), Reason::ResourceLimit);
+            self.fail(
+                1,
+                FailureCause::Ended(Reason::ResourceLimit),
+                Reason::ResourceLimit,
+            );
             return false;
         };
         self.next_seq = next;
@@ -531,7 +560,11 @@ impl ClientCircuit {
             let Some(crypto) = &hop.crypto else {
                 return false;
             };
-            let flag = if index == target { Flag::Here } else { Flag::Pass };
+            let flag = if index == target {
+                Flag::Here
+            } else {
+                Flag::Pass
+            };
             onion::seal_layer(&crypto.forward, seq, cell, flag);
         }
         self.stats.cells_sent += 1;

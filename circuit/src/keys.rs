@@ -318,7 +318,10 @@ mod tests {
     fn fingerprint_round_trips_through_hex() {
         let id = IdentityKey::generate(&mut rng()).relay_id();
         assert_eq!(RelayId::from_hex(&id.fingerprint()).unwrap(), id);
-        assert_eq!(RelayId::from_hex(&id.fingerprint().to_uppercase()).unwrap(), id);
+        assert_eq!(
+            RelayId::from_hex(&id.fingerprint().to_uppercase()).unwrap(),
+            id
+        );
         assert!(RelayId::from_hex("abc").is_err());
         assert!(RelayId::from_hex(&"zz".repeat(32)).is_err());
         assert!(RelayId::from_hex(&"é".repeat(32)).is_err());

@@ -12,11 +12,13 @@ use std::time::Instant;
 
 use rand::{CryptoRng, RngCore};
 
+use crate::Channel;
 use crate::cell::Reason;
 use crate::client::{ClientCircuit, ClientDrop, Received};
 use crate::keys::RelayId;
-use crate::relay::{CircuitHandle, CircuitRef, DropReason, LinkId, RelayAction, RelayEvent, RelayTable};
-use crate::Channel;
+use crate::relay::{
+    CircuitHandle, CircuitRef, DropReason, LinkId, RelayAction, RelayEvent, RelayTable,
+};
 
 /// A node of the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -69,6 +71,8 @@ pub struct MemNet<R> {
     pub received: Vec<Vec<u8>>,
     /// Every drop, in order.
     pub drops: Vec<Outcome>,
+    /// Relay events other than EXTEND (which the network answers itself).
+    pub relay_events: Vec<(usize, RelayEvent)>,
     buf: Vec<u8>,
 }
 
@@ -86,6 +90,7 @@ impl<R: RngCore + CryptoRng> MemNet<R> {
             exited: Vec::new(),
             received: Vec::new(),
             drops: Vec::new(),
+            relay_events: Vec::new(),
             buf: Vec::with_capacity(crate::cell::MAX_CELL_LEN),
         }
     }
@@ -209,14 +214,19 @@ impl<R: RngCore + CryptoRng> MemNet<R> {
         }
         for index in 0..self.relays.len() {
             while let Some(event) = self.relays[index].poll_event() {
-                if let RelayEvent::Extend { circuit, target, .. } = event {
-                    match self.ids.iter().position(|id| *id == target) {
-                        Some(next) => {
-                            let end = self.open(Node::Relay(index), Node::Relay(next));
-                            self.relays[index].extend_ready(circuit, end);
-                        }
-                        None => self.relays[index].extend_failed(circuit, Reason::ConnectFailed),
+                let RelayEvent::Extend {
+                    circuit, target, ..
+                } = event
+                else {
+                    self.relay_events.push((index, event));
+                    continue;
+                };
+                match self.ids.iter().position(|id| *id == target) {
+                    Some(next) => {
+                        let end = self.open(Node::Relay(index), Node::Relay(next));
+                        self.relays[index].extend_ready(circuit, end);
                     }
+                    None => self.relays[index].extend_failed(circuit, Reason::ConnectFailed),
                 }
             }
             while let Some(transmit) = self.relays[index].poll_transmit() {
@@ -229,6 +239,14 @@ impl<R: RngCore + CryptoRng> MemNet<R> {
                 });
             }
         }
+    }
+
+    /// The link between two nodes, if one was opened.
+    pub fn link_between(&self, a: Node, b: Node) -> Option<LinkId> {
+        self.links
+            .iter()
+            .find(|(_, ends)| **ends == (a, b) || **ends == (b, a))
+            .map(|(link, _)| *link)
     }
 
     fn client_end(&mut self) -> CircuitRef {

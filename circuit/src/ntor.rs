@@ -22,7 +22,7 @@
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use subtle::{ConstantTimeEq, Choice};
+use subtle::{Choice, ConstantTimeEq};
 use zeroize::Zeroizing;
 
 use crate::keys::{KEY_LEN, OnionPublicKey, OnionSecretKey};
@@ -332,7 +332,10 @@ mod tests {
 
     fn setup() -> Setup {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-        let relay_id = IdentityKey::generate(&mut rng).relay_id().as_bytes().to_vec();
+        let relay_id = IdentityKey::generate(&mut rng)
+            .relay_id()
+            .as_bytes()
+            .to_vec();
         let onion = OnionSecretKey::generate(&mut rng);
         Setup {
             relay_id,
@@ -401,7 +404,10 @@ mod tests {
         let x = OnionSecretKey::generate(&mut s.rng);
         let (client, _) =
             NtorClient::start(NtorProtocol::TRINE, &s.relay_id, s.onion.public_key(), x);
-        assert_eq!(client.finish(&[0u8; 64]).unwrap_err(), HandshakeError::Failed);
+        assert_eq!(
+            client.finish(&[0u8; 64]).unwrap_err(),
+            HandshakeError::Failed
+        );
     }
 
     #[test]
@@ -420,13 +426,25 @@ mod tests {
         let mut wrong_node = message.clone();
         wrong_node[0] ^= 1;
         assert_eq!(
-            server_handshake(NtorProtocol::TRINE, &s.relay_id, &[&s.onion], y(), &wrong_node)
-                .unwrap_err(),
+            server_handshake(
+                NtorProtocol::TRINE,
+                &s.relay_id,
+                &[&s.onion],
+                y(),
+                &wrong_node
+            )
+            .unwrap_err(),
             HandshakeError::WrongNode
         );
         assert_eq!(
-            server_handshake(NtorProtocol::TRINE, &s.relay_id, &[&s.onion], y(), &message[1..])
-                .unwrap_err(),
+            server_handshake(
+                NtorProtocol::TRINE,
+                &s.relay_id,
+                &[&s.onion],
+                y(),
+                &message[1..]
+            )
+            .unwrap_err(),
             HandshakeError::BadLength {
                 got: 95,
                 expected: 96

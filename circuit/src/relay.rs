@@ -246,6 +246,9 @@ enum Next {
     AwaitingCreated {
         to: CircuitRef,
         deadline: Instant,
+        /// Reserved before the CREATE went out, so the next hop's backward
+        /// sequence numbers start above it.
+        extended_seq: u64,
     },
     Open(CircuitRef),
 }
@@ -444,7 +447,11 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
             None
         };
         if let Some(reason) = refusal {
-            self.queue(from, Channel::Control, LinkCell::Destroy(Some(Reason::ResourceLimit)).to_bytes());
+            self.queue(
+                from,
+                Channel::Control,
+                LinkCell::Destroy(Some(Reason::ResourceLimit)).to_bytes(),
+            );
             return RelayAction::Dropped(reason);
         }
         let ephemeral = OnionSecretKey::generate(&mut self.rng);
@@ -460,7 +467,11 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
             Ok(done) => done,
             Err(_) => {
                 self.stats.handshakes_failed += 1;
-                self.queue(from, Channel::Control, LinkCell::Destroy(Some(Reason::HandshakeFailed)).to_bytes());
+                self.queue(
+                    from,
+                    Channel::Control,
+                    LinkCell::Destroy(Some(Reason::HandshakeFailed)).to_bytes(),
+                );
                 return RelayAction::Dropped(DropReason::HandshakeFailed);
             }
         };
@@ -553,7 +564,7 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
             }
             RelayMsg::Extend(extend) if early && is_last => {
                 if extend.target == self.id {
-                    self.originate(handle, &RelayMsg::Truncated(Reason::Protocol));
+                    self.originate(handle, None, &RelayMsg::Truncated(Reason::Protocol));
                     return RelayAction::Dropped(DropReason::Protocol);
                 }
                 circuit.next = Next::Connecting {
@@ -568,7 +579,7 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
                 RelayAction::Handled
             }
             RelayMsg::Ping(echo) if is_last => {
-                self.originate(handle, &RelayMsg::Pong(echo));
+                self.originate(handle, None, &RelayMsg::Pong(echo));
                 RelayAction::Handled
             }
             RelayMsg::Padding(_) => {
@@ -617,14 +628,21 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
         }
     }
 
-    fn created(&mut self, handle: CircuitHandle, from: CircuitRef, reply: &[u8; 64]) -> RelayAction {
+    fn created(
+        &mut self,
+        handle: CircuitHandle,
+        from: CircuitRef,
+        reply: &[u8; 64],
+    ) -> RelayAction {
         let Some(circuit) = self.circuits.get_mut(&handle) else {
             return RelayAction::Dropped(DropReason::UnknownCircuit);
         };
         match circuit.next {
-            Next::AwaitingCreated { to, .. } if to == from => {
+            Next::AwaitingCreated {
+                to, extended_seq, ..
+            } if to == from => {
                 circuit.next = Next::Open(to);
-                self.originate(handle, &RelayMsg::Extended(*reply));
+                self.originate(handle, Some(extended_seq), &RelayMsg::Extended(*reply));
                 RelayAction::Handled
             }
             _ => RelayAction::Dropped(DropReason::Protocol),
@@ -635,13 +653,18 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
     /// packet from the internet) for the client of `circuit`, in place.
     /// Returns where to send it (as a datagram), or `None` if the circuit is
     /// gone or no longer ends here.
-    pub fn seal_exit_reply(&mut self, circuit: CircuitHandle, cell: &mut Vec<u8>) -> Option<CircuitRef> {
+    pub fn seal_exit_reply(
+        &mut self,
+        circuit: CircuitHandle,
+        cell: &mut Vec<u8>,
+    ) -> Option<CircuitRef> {
         let entry = self.circuits.get_mut(&circuit)?;
         if !matches!(entry.next, Next::None) || cell.len() < DATA_OFFSET {
             return None;
         }
         let prev = entry.prev;
-        Self::seal_origin(entry, cell);
+        let seq = entry.take_origin_seq();
+        Self::seal_origin(entry, seq, cell);
         self.stats.exit_replies += 1;
         Some(prev)
     }
@@ -653,19 +676,26 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
         let Some(entry) = self.circuits.get_mut(&circuit) else {
             return false;
         };
-        let Next::Connecting { deadline, handshake } = &entry.next else {
+        let Next::Connecting {
+            deadline,
+            handshake,
+        } = &entry.next
+        else {
             return false;
         };
         if self.ends.contains_key(&to) {
             return false;
         }
+        let (deadline, handshake) = (*deadline, **handshake);
+        let extended_seq = entry.take_origin_seq();
         let create = LinkCell::Create(Box::new(Create {
-            handshake: **handshake,
+            handshake,
             backward_seq_start: entry.origin_start(),
         }));
         entry.next = Next::AwaitingCreated {
             to,
-            deadline: *deadline,
+            deadline,
+            extended_seq,
         };
         self.ends.insert(to, (circuit, Side::Next));
         self.queue(to, Channel::Control, create.to_bytes());
@@ -696,7 +726,12 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
     pub fn link_closed(&mut self, link: LinkId) {
         let on_link: Vec<CircuitRef> = self
             .ends
-            .range(CircuitRef { link, circ: 0 }..=CircuitRef { link, circ: u64::MAX })
+            .range(
+                CircuitRef { link, circ: 0 }..=CircuitRef {
+                    link,
+                    circ: u64::MAX,
+                },
+            )
             .map(|(end, _)| *end)
             .collect();
         for end in on_link {
@@ -743,15 +778,17 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
         }
     }
 
-    /// Seals `message` as originating here and queues it toward the client.
-    fn originate(&mut self, handle: CircuitHandle, message: &RelayMsg<'_>) {
+    /// Seals `message` as originating here (with a fresh sequence number,
+    /// or the one reserved for it) and queues it toward the client.
+    fn originate(&mut self, handle: CircuitHandle, reserved: Option<u64>, message: &RelayMsg<'_>) {
         let Some(circuit) = self.circuits.get_mut(&handle) else {
             return;
         };
         let mut bytes = Vec::new();
         cell::begin_relay_cell(&mut bytes, false, 0);
         message.encode_into(&mut bytes);
-        Self::seal_origin(circuit, &mut bytes);
+        let seq = reserved.unwrap_or_else(|| circuit.take_origin_seq());
+        Self::seal_origin(circuit, seq, &mut bytes);
         let channel = if message.is_control() {
             Channel::Control
         } else {
@@ -761,8 +798,7 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
         self.queue(prev, channel, bytes);
     }
 
-    fn seal_origin(circuit: &mut Circuit, cell: &mut Vec<u8>) {
-        let seq = circuit.take_origin_seq();
+    fn seal_origin(circuit: &Circuit, seq: u64, cell: &mut Vec<u8>) {
         cell::set_relay_seq(cell, seq);
         onion::seal_layer(&circuit.crypto.backward, seq, cell, Flag::Here);
     }
@@ -778,14 +814,24 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
         if let Some(end) = next.end() {
             self.ends.remove(&end);
             if notify_next {
-                self.queue(end, Channel::Control, LinkCell::Destroy(Some(reason)).to_bytes());
+                self.queue(
+                    end,
+                    Channel::Control,
+                    LinkCell::Destroy(Some(reason)).to_bytes(),
+                );
             }
         }
-        self.originate(handle, &RelayMsg::Truncated(reason));
+        self.originate(handle, None, &RelayMsg::Truncated(reason));
     }
 
     /// Removes a circuit, sending DESTROY to the ends asked for.
-    fn remove(&mut self, handle: CircuitHandle, reason: Reason, notify_prev: bool, notify_next: bool) {
+    fn remove(
+        &mut self,
+        handle: CircuitHandle,
+        reason: Reason,
+        notify_prev: bool,
+        notify_next: bool,
+    ) {
         let Some(circuit) = self.circuits.remove(&handle) else {
             return;
         };
@@ -807,7 +853,8 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
             self.queue(circuit.prev, Channel::Control, destroy);
         }
         self.stats.circuits_closed += 1;
-        self.events.push_back(RelayEvent::Closed { circuit: handle });
+        self.events
+            .push_back(RelayEvent::Closed { circuit: handle });
     }
 
     fn queue(&mut self, to: CircuitRef, channel: Channel, bytes: Vec<u8>) {
@@ -815,6 +862,7 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
             *self.stats.drops.entry(DropReason::QueueFull).or_default() += 1;
             return;
         }
-        self.transmits.push_back(RelayTransmit { to, channel, bytes });
+        self.transmits
+            .push_back(RelayTransmit { to, channel, bytes });
     }
 }

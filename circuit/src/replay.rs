@@ -12,7 +12,10 @@ const BLOCK_BITS: u64 = 64;
 /// How far behind the newest accepted sequence number a cell may arrive and
 /// still be accepted (if not already seen).
 pub const WINDOW: u64 = (BLOCKS as u64 - 1) * BLOCK_BITS;
-const _: () = assert!(WINDOW >= 1024, "the design requires a window of at least 1024");
+const _: () = assert!(
+    WINDOW >= 1024,
+    "the design requires a window of at least 1024"
+);
 
 /// Why a sequence number was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
