@@ -1,5 +1,5 @@
 //! Shared test fixtures: a deterministic network of relays and a client.
-#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Instant;
 

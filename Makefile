@@ -1,0 +1,36 @@
+# Trine: every command a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+CARGO ?= cargo
+FUZZ_SECONDS ?= 20
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: help build test lint bench fuzz fuzz-build demo clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
+
+build: ## Build every crate, test and benchmark
+	$(CARGO) build --workspace --all-targets
+
+test: ## Everything CI runs after lint: unit, property, vector and in-memory network tests; fuzz targets compile
+	$(CARGO) test --workspace
+	$(MAKE) fuzz-build
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+bench: ## Criterion benchmarks; each figure is reported against a baseline from the same run
+	$(CARGO) bench -p trine-circuit --bench circuit
+
+fuzz-build: ## Check that the fuzz targets compile (no fuzzing)
+	$(CARGO) build --manifest-path circuit/fuzz/Cargo.toml --target-dir target/fuzz-check
+
+fuzz: ## Run every fuzz target for FUZZ_SECONDS (default 20) each; needs cargo-fuzz (installed if missing)
+	FUZZ_SECONDS=$(FUZZ_SECONDS) circuit/fuzz/run-all.sh
+
+demo: ## Build a 3-hop circuit in memory and push real packets through it
+	$(CARGO) run --release -p trine-circuit --example demo
+
+clean: ## Remove build output
+	$(CARGO) clean
