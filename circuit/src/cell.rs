@@ -466,6 +466,31 @@ mod tests {
     }
 
     #[test]
+    fn extend_layout_matches_the_protocol_document() {
+        let extend = Extend {
+            target: RelayId::from_bytes([0xaa; 32]),
+            addresses: vec!["198.18.0.1:443".parse().unwrap()],
+            handshake: [0xbb; CREATE_HANDSHAKE_LEN],
+        };
+        let mut bytes = Vec::new();
+        RelayMsg::Extend(Box::new(extend)).encode_into(&mut bytes);
+        let expected = [
+            &[4u8][..],
+            &[0xaa; 32],
+            &1u64.to_be_bytes(),
+            &0u32.to_be_bytes(),
+            &[198, 18, 0, 1],
+            &443u16.to_be_bytes(),
+            &[0xbb; CREATE_HANDSHAKE_LEN],
+        ]
+        .concat();
+        assert_eq!(bytes, expected);
+        let mut end = Vec::new();
+        RelayMsg::End(Reason::ConnectFailed).encode_into(&mut end);
+        assert_eq!(end, [6, 0, 0, 0, 4]);
+    }
+
+    #[test]
     fn unknown_commands_are_typed_errors() {
         assert_eq!(
             LinkCell::parse(&[99]),
