@@ -32,14 +32,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ..RelayConfig::default()
         };
         ids.push(identity.relay_id());
-        tables.push(RelayTable::new(identity.relay_id(), vec![onion], config, OsRng));
+        tables.push(RelayTable::new(
+            identity.relay_id(),
+            vec![onion],
+            config,
+            OsRng,
+        ));
     }
 
     let started = Instant::now();
     let client = ClientCircuit::new(path, &ClientConfig::default(), started, &mut OsRng)?;
     let mut net = MemNet::new(client, tables, ids);
     net.run(started);
-    println!("circuit {:?} in {:?}", net.client.state(), started.elapsed());
+    println!(
+        "circuit {:?} in {:?}",
+        net.client.state(),
+        started.elapsed()
+    );
 
     let packets: Vec<Vec<u8>> = (0..1000u32)
         .map(|i| i.to_be_bytes().repeat(1 + (i as usize % 320)))

@@ -186,6 +186,8 @@ pub struct ClientStats {
 
 struct Hop {
     spec: HopSpec,
+    /// The handshake secret for this hop, until its handshake starts.
+    ephemeral: Option<OnionSecretKey>,
     crypto: Option<HopCrypto>,
     /// Sequence numbers of backward messages this hop originated.
     replay: ReplayWindow,
@@ -194,8 +196,6 @@ struct Hop {
 /// The client end of one circuit.
 pub struct ClientCircuit {
     hops: Vec<Hop>,
-    /// Ephemeral handshake secrets, one per hop not yet started (taken in order).
-    ephemerals: VecDeque<OnionSecretKey>,
     pending: Option<NtorClient<'static>>,
     state: CircuitState,
     deadline: Instant,
@@ -242,18 +242,17 @@ impl ClientCircuit {
                 });
             }
         }
-        let ephemerals = path.iter().map(|_| OnionSecretKey::generate(rng)).collect();
         let hops = path
             .into_iter()
             .map(|spec| Hop {
                 spec,
+                ephemeral: Some(OnionSecretKey::generate(rng)),
                 crypto: None,
                 replay: ReplayWindow::new(),
             })
             .collect();
         let mut circuit = Self {
             hops,
-            ephemerals,
             pending: None,
             state: CircuitState::Building { hops_done: 0 },
             deadline: now + config.build_timeout,
@@ -264,14 +263,16 @@ impl ClientCircuit {
             events: VecDeque::new(),
             stats: ClientStats::default(),
         };
-        let handshake = circuit.start_handshake(0);
-        let mut bytes = Vec::new();
-        LinkCell::Create(Box::new(Create {
-            handshake,
-            backward_seq_start: 0,
-        }))
-        .encode_into(&mut bytes);
-        circuit.queue(Channel::Control, bytes);
+        match circuit.start_handshake(0) {
+            Some(handshake) => {
+                let create = LinkCell::Create(Box::new(Create {
+                    handshake,
+                    backward_seq_start: 0,
+                }));
+                circuit.queue(Channel::Control, create.to_bytes());
+            }
+            None => circuit.fail(1, FailureCause::Ended(Reason::Internal), Reason::Internal),
+        }
         Ok(circuit)
     }
 
@@ -472,26 +473,20 @@ impl ClientCircuit {
         Err(ClientDrop::Unexpected(self.state))
     }
 
-    fn start_handshake(&mut self, hop: usize) -> [u8; cell::CREATE_HANDSHAKE_LEN] {
-        let spec = &self.hops[hop].spec;
-        let ephemeral = match self.ephemerals.pop_front() {
-            Some(secret) => secret,
-            // One secret per hop was generated in `new`; hops start in order.
-            None => OnionSecretKey::from_secret_bytes([0; 32]),
-        };
+    /// Starts hop `hop`'s handshake with its own ephemeral secret (each is
+    /// used once: a second start for the same hop finds none).
+    fn start_handshake(&mut self, hop: usize) -> Option<[u8; cell::CREATE_HANDSHAKE_LEN]> {
+        let entry = self.hops.get_mut(hop)?;
+        let ephemeral = entry.ephemeral.take()?;
         let (client, message) = NtorClient::start(
             NtorProtocol::TRINE,
-            spec.id.as_bytes(),
-            spec.onion_key,
+            entry.spec.id.as_bytes(),
+            entry.spec.onion_key,
             ephemeral,
         );
         self.pending = Some(client);
-        let mut handshake = [0u8; cell::CREATE_HANDSHAKE_LEN];
         // Trine node ids are 32 bytes, so the message is exactly 96 bytes.
-        if message.len() == handshake.len() {
-            handshake.copy_from_slice(&message);
-        }
-        handshake
+        message.try_into().ok()
     }
 
     fn finish_handshake(&mut self, hop: usize, reply: &[u8]) {
@@ -509,7 +504,14 @@ impl ClientCircuit {
                     self.events.push_back(ClientEvent::Ready);
                 } else {
                     self.state = CircuitState::Building { hops_done: done };
-                    let handshake = self.start_handshake(done);
+                    let Some(handshake) = self.start_handshake(done) else {
+                        self.fail(
+                            done + 1,
+                            FailureCause::Ended(Reason::Internal),
+                            Reason::Internal,
+                        );
+                        return;
+                    };
                     let next = &self.hops[done].spec;
                     let extend = Extend {
                         target: next.id,
@@ -577,7 +579,9 @@ impl ClientCircuit {
         }
         self.state = CircuitState::Closed;
         self.pending = None;
-        self.ephemerals.clear();
+        for hop in &mut self.hops {
+            hop.ephemeral = None;
+        }
         self.events
             .push_back(ClientEvent::Failed(CircuitFailure { hop, cause }));
         self.queue_destroy(destroy);

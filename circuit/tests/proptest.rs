@@ -91,13 +91,16 @@ fn relay_msg() -> impl Strategy<Value = OwnedMsg> {
         prop::collection::vec(any::<u8>(), 0..1500).prop_map(OwnedMsg::Data),
         any::<u64>().prop_map(OwnedMsg::Ping),
         any::<u64>().prop_map(OwnedMsg::Pong),
-        (any::<[u8; 32]>(), prop::collection::vec(address(), 1..=4), handshake()).prop_map(
-            |(target, addresses, handshake)| OwnedMsg::Extend(Extend {
+        (
+            any::<[u8; 32]>(),
+            prop::collection::vec(address(), 1..=4),
+            handshake()
+        )
+            .prop_map(|(target, addresses, handshake)| OwnedMsg::Extend(Extend {
                 target: RelayId::from_bytes(target),
                 addresses,
                 handshake,
-            })
-        ),
+            })),
         reply().prop_map(OwnedMsg::Extended),
         reason().prop_map(OwnedMsg::End),
         reason().prop_map(OwnedMsg::Truncated),
