@@ -81,6 +81,11 @@ impl Default for RelayConfig {
 /// Most RELAY_EARLY cells forwarded per circuit: bounds path length.
 pub const MAX_RELAY_EARLY: u32 = MAX_PATH_LEN as u32;
 
+/// The one backward sequence number never sealed: with it out of use, "one
+/// above the highest sealed" always exists (or is this value, meaning none
+/// are left), so no hop can be pushed into reusing the top number.
+const SEQ_EXHAUSTED: u64 = u64::MAX;
+
 /// How often timeouts are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -278,7 +283,7 @@ struct Circuit {
 
 impl Circuit {
     /// Lowest backward sequence number neither this hop nor any earlier
-    /// one has sealed.
+    /// one has sealed; [`SEQ_EXHAUSTED`] when none are left.
     fn origin_start(&self) -> u64 {
         let above_sealed = self
             .backward_replay
@@ -288,12 +293,16 @@ impl Circuit {
     }
 
     /// The next sequence number for a message this hop originates, marked
-    /// as used.
-    fn take_origin_seq(&mut self) -> u64 {
+    /// as used; `None` once the sequence space is used up (the caller must
+    /// then give up the circuit rather than seal anything).
+    fn take_origin_seq(&mut self) -> Option<u64> {
         let seq = self.origin_start();
+        if seq == SEQ_EXHAUSTED {
+            return None;
+        }
         self.backward_replay.mark(seq);
-        self.origin_floor = seq.saturating_add(1);
-        seq
+        self.origin_floor = seq + 1;
+        Some(seq)
     }
 }
 
@@ -453,6 +462,15 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
                 LinkCell::Destroy(Some(Reason::ResourceLimit)).to_bytes(),
             );
             return RelayAction::Dropped(reason);
+        }
+        // A floor with no room left would leave this hop nothing to seal.
+        if create.backward_seq_start == SEQ_EXHAUSTED {
+            self.queue(
+                from,
+                Channel::Control,
+                LinkCell::Destroy(Some(Reason::Protocol)).to_bytes(),
+            );
+            return RelayAction::Dropped(DropReason::Protocol);
         }
         let ephemeral = OnionSecretKey::generate(&mut self.rng);
         let keys: Vec<&OnionSecretKey> = self.onion_keys.iter().collect();
@@ -616,7 +634,7 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
             return RelayAction::Dropped(DropReason::Malformed);
         }
         // Never seal one sequence number twice under this hop's key.
-        if circuit.backward_replay.accept(seq).is_err() {
+        if seq == SEQ_EXHAUSTED || circuit.backward_replay.accept(seq).is_err() {
             return RelayAction::Dropped(DropReason::Replay);
         }
         onion::seal_layer(&circuit.crypto.backward, seq, cell, Flag::Pass);
@@ -663,7 +681,10 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
             return None;
         }
         let prev = entry.prev;
-        let seq = entry.take_origin_seq();
+        let Some(seq) = entry.take_origin_seq() else {
+            self.remove(circuit, Reason::Protocol, true, true);
+            return None;
+        };
         Self::seal_origin(entry, seq, cell);
         self.stats.exit_replies += 1;
         Some(prev)
@@ -687,7 +708,10 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
             return false;
         }
         let (deadline, handshake) = (*deadline, **handshake);
-        let extended_seq = entry.take_origin_seq();
+        let Some(extended_seq) = entry.take_origin_seq() else {
+            self.remove(circuit, Reason::Protocol, true, false);
+            return false;
+        };
         let create = LinkCell::Create(Box::new(Create {
             handshake,
             backward_seq_start: entry.origin_start(),
@@ -787,7 +811,10 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
         let mut bytes = Vec::new();
         cell::begin_relay_cell(&mut bytes, false, 0);
         message.encode_into(&mut bytes);
-        let seq = reserved.unwrap_or_else(|| circuit.take_origin_seq());
+        let Some(seq) = reserved.or_else(|| circuit.take_origin_seq()) else {
+            self.remove(handle, Reason::Protocol, true, true);
+            return;
+        };
         Self::seal_origin(circuit, seq, &mut bytes);
         let channel = if message.is_control() {
             Channel::Control

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use common::{Relays, events, network, packet, ready_network};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use trine_circuit::cell::LinkCell;
 use trine_circuit::client::{CircuitFailure, CircuitState, ClientDrop, FailureCause};
 use trine_circuit::memnet::{InFlight, MemNet, Node, Outcome};
 use trine_circuit::ntor::HandshakeError;
@@ -622,4 +623,59 @@ fn circuit_limits_refuse_extra_creates() {
         }
     }
     assert_eq!(table.circuit_count(), 2);
+}
+
+#[test]
+fn a_backward_cell_at_the_top_sequence_number_is_never_sealed() {
+    // Sealing u64::MAX would leave no fresh number above it: the hop's next
+    // own message (TRUNCATED here) would have to reuse a nonce.
+    let now = Instant::now();
+    let (mut net, mut cell) = data_cell_toward(Node::Relay(1), false, now);
+    cell.bytes[1..9].copy_from_slice(&u64::MAX.to_be_bytes());
+    assert_eq!(
+        net.deliver(now, cell),
+        Outcome::RelayDropped(1, DropReason::Replay)
+    );
+    // The middle can still speak for itself: its TRUNCATED reaches the client.
+    let link_to_exit = net.link_between(Node::Relay(1), Node::Relay(2)).unwrap();
+    net.relays[1].link_closed(link_to_exit);
+    net.run(now);
+    assert!(
+        events(&mut net).contains(&ClientEvent::Failed(CircuitFailure {
+            hop: 3,
+            cause: FailureCause::Truncated(Reason::LinkClosed)
+        }))
+    );
+}
+
+#[test]
+fn a_create_leaving_no_backward_sequence_numbers_is_refused() {
+    let now = Instant::now();
+    let relays = Relays::new(1, 20);
+    let mut table = trine_circuit::RelayTable::new(
+        relays.ids()[0],
+        vec![OnionSecretKey::from_secret_bytes(relays.onion[0])],
+        trine_circuit::RelayConfig::default(),
+        ChaCha20Rng::seed_from_u64(0),
+    );
+    let mut rng = ChaCha20Rng::seed_from_u64(5);
+    let mut client =
+        ClientCircuit::new(vec![relays.hop(0)], &ClientConfig::default(), now, &mut rng).unwrap();
+    let bytes = client.poll_transmit().unwrap().bytes;
+    let LinkCell::Create(mut create) = LinkCell::parse(&bytes).unwrap() else {
+        panic!("the client's first cell is not a CREATE");
+    };
+    create.backward_seq_start = u64::MAX;
+    let mut cell = LinkCell::Create(create).to_bytes();
+    let from = trine_circuit::CircuitRef { link: 1, circ: 1 };
+    assert_eq!(
+        table.handle_cell(now, from, trine_circuit::Channel::Control, &mut cell),
+        trine_circuit::RelayAction::Dropped(DropReason::Protocol)
+    );
+    assert_eq!(table.circuit_count(), 0);
+    let reply = table.poll_transmit().unwrap();
+    assert_eq!(
+        LinkCell::parse(&reply.bytes).unwrap(),
+        LinkCell::Destroy(Some(Reason::Protocol))
+    );
 }
