@@ -1,0 +1,394 @@
+//! `relay.toml`: the operator's configuration, parsed strictly (unknown keys
+//! are errors) and validated into [`Config`], with errors that name the
+//! field. Also the commented template `trine-relay init` writes.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, which names the key and line.
+        message: String,
+    },
+    /// A value outside what the relay accepts.
+    #[error("{path}: `{field}` {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted key, e.g. `limits.max_circuits`.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    nickname: String,
+    listen: SocketAddr,
+    #[serde(default)]
+    advertise: Vec<SocketAddr>,
+    #[serde(default = "default_key_dir")]
+    key_dir: PathBuf,
+    #[serde(default)]
+    exit: bool,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    bandwidth: Bandwidth,
+    #[serde(default)]
+    onion_key: OnionKey,
+    #[serde(default)]
+    metrics: Metrics,
+}
+
+fn default_key_dir() -> PathBuf {
+    PathBuf::from("keys")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Limits {
+    max_circuits: usize,
+    max_circuits_per_link: usize,
+    creates_per_second_per_source: f64,
+    create_burst_per_source: f64,
+    extend_timeout_secs: u64,
+    idle_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_circuits: 16_384,
+            max_circuits_per_link: 1_024,
+            creates_per_second_per_source: 20.0,
+            create_burst_per_source: 100.0,
+            extend_timeout_secs: 10,
+            idle_timeout_secs: 600,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Bandwidth {
+    rate_bytes_per_sec: u64,
+    burst_bytes: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct OnionKey {
+    rotation_secs: u64,
+    overlap_secs: u64,
+}
+
+impl Default for OnionKey {
+    fn default() -> Self {
+        Self {
+            rotation_secs: 7 * 24 * 3600,
+            overlap_secs: 7 * 24 * 3600,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Metrics {
+    listen: Option<SocketAddr>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+        }
+    }
+}
+
+/// A validated relay configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Operator-chosen name, 1 to 19 ASCII letters and digits.
+    pub nickname: String,
+    /// Where the QUIC endpoint listens.
+    pub listen: SocketAddr,
+    /// Addresses published in the descriptor (default: `listen`).
+    pub advertise: Vec<SocketAddr>,
+    /// Directory holding the key files (relative paths are relative to the
+    /// config file).
+    pub key_dir: PathBuf,
+    /// Whether this relay is an exit.
+    pub exit: bool,
+    /// Circuit limits for the protocol core.
+    pub circuits: trine_circuit::RelayConfig,
+    /// CREATE cells allowed per second from one source address.
+    pub creates_per_second_per_source: f64,
+    /// Burst of CREATE cells allowed from one source address.
+    pub create_burst_per_source: f64,
+    /// Bandwidth cap (bytes/s) over relayed cells; `None` = unlimited.
+    pub bandwidth: Option<(u64, u64)>,
+    /// How often the onion key is replaced.
+    pub onion_rotation: Duration,
+    /// How long the previous onion key stays accepted.
+    pub onion_overlap: Duration,
+    /// Where Prometheus metrics are served (always loopback), if anywhere.
+    pub metrics: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` is for messages and for
+    /// resolving a relative `key_dir`.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: error.to_string().trim_end().replace('\n', " "),
+        })?;
+        let invalid = |field: &'static str, problem: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            problem,
+        };
+        let nickname_ok = (1..=19).contains(&file.nickname.len())
+            && file.nickname.bytes().all(|b| b.is_ascii_alphanumeric());
+        if !nickname_ok {
+            return Err(invalid(
+                "nickname",
+                "must be 1 to 19 ASCII letters or digits".into(),
+            ));
+        }
+        if file.listen.port() == 0 {
+            return Err(invalid("listen", "needs a port other than 0".into()));
+        }
+        if file
+            .advertise
+            .iter()
+            .any(|a| a.ip().is_unspecified() || a.port() == 0)
+        {
+            return Err(invalid(
+                "advertise",
+                "addresses must be specific (not 0.0.0.0 or ::) with a port".into(),
+            ));
+        }
+        let limits = &file.limits;
+        if limits.max_circuits == 0 {
+            return Err(invalid("limits.max_circuits", "must be at least 1".into()));
+        }
+        if limits.max_circuits_per_link == 0 || limits.max_circuits_per_link > limits.max_circuits {
+            return Err(invalid(
+                "limits.max_circuits_per_link",
+                "must be between 1 and limits.max_circuits".into(),
+            ));
+        }
+        if !(limits.creates_per_second_per_source > 0.0
+            && limits.creates_per_second_per_source.is_finite())
+        {
+            return Err(invalid(
+                "limits.creates_per_second_per_source",
+                "must be a positive number".into(),
+            ));
+        }
+        if !(limits.create_burst_per_source >= 1.0 && limits.create_burst_per_source.is_finite()) {
+            return Err(invalid(
+                "limits.create_burst_per_source",
+                "must be at least 1".into(),
+            ));
+        }
+        if limits.extend_timeout_secs == 0 || limits.idle_timeout_secs == 0 {
+            return Err(invalid(
+                "limits.extend_timeout_secs / limits.idle_timeout_secs",
+                "must be at least 1 second".into(),
+            ));
+        }
+        let bandwidth = match (
+            file.bandwidth.rate_bytes_per_sec,
+            file.bandwidth.burst_bytes,
+        ) {
+            (0, _) => None,
+            (rate, burst) if burst < 65_536 => {
+                return Err(invalid(
+                    "bandwidth.burst_bytes",
+                    format!("must be at least 65536 when a rate ({rate} B/s) is set"),
+                ));
+            }
+            (rate, burst) => Some((rate, burst)),
+        };
+        if file.onion_key.rotation_secs < 3600 {
+            return Err(invalid(
+                "onion_key.rotation_secs",
+                "must be at least 3600".into(),
+            ));
+        }
+        if let Some(metrics) = file.metrics.listen {
+            if !metrics.ip().is_loopback() {
+                return Err(invalid(
+                    "metrics.listen",
+                    format!("{metrics} is not a loopback address; metrics are never public"),
+                ));
+            }
+        }
+        let key_dir = if file.key_dir.is_absolute() {
+            file.key_dir
+        } else {
+            path.parent().unwrap_or(Path::new(".")).join(file.key_dir)
+        };
+        let advertise = if file.advertise.is_empty() {
+            vec![file.listen]
+        } else {
+            file.advertise
+        };
+        Ok(Self {
+            nickname: file.nickname,
+            listen: file.listen,
+            advertise,
+            key_dir,
+            exit: file.exit,
+            circuits: trine_circuit::RelayConfig {
+                max_circuits: limits.max_circuits,
+                max_circuits_per_link: limits.max_circuits_per_link,
+                extend_timeout: Duration::from_secs(limits.extend_timeout_secs),
+                idle_timeout: Duration::from_secs(limits.idle_timeout_secs),
+                exit: file.exit,
+            },
+            creates_per_second_per_source: limits.creates_per_second_per_source,
+            create_burst_per_source: limits.create_burst_per_source,
+            bandwidth,
+            onion_rotation: Duration::from_secs(file.onion_key.rotation_secs),
+            onion_overlap: Duration::from_secs(file.onion_key.overlap_secs),
+            metrics: file.metrics.listen,
+        })
+    }
+}
+
+/// The commented `relay.toml` written by `trine-relay init`.
+pub fn template(nickname: &str, listen: SocketAddr, exit: bool) -> String {
+    format!(
+        r#"# trine-relay configuration. Every key is documented here; unknown keys are
+# refused. Start with `trine-relay run --config THIS_FILE`.
+
+# Public name of this relay: 1-19 ASCII letters or digits.
+nickname = "{nickname}"
+
+# Where the QUIC endpoint listens (UDP).
+listen = "{listen}"
+
+# Addresses published to the directory; defaults to `listen`. Set this when
+# `listen` is 0.0.0.0 or behind NAT, e.g. ["203.0.113.7:9443"].
+# advertise = []
+
+# Directory with identity.key and onion keys (relative to this file).
+key_dir = "keys"
+
+# Carry clients' traffic out to the internet. Exits need a TUN device.
+exit = {exit}
+
+[limits]
+max_circuits = 16384              # circuits through this relay
+max_circuits_per_link = 1024      # circuits one connecting node may hold
+creates_per_second_per_source = 20.0
+create_burst_per_source = 100.0
+extend_timeout_secs = 10          # time for the next relay to answer an EXTEND
+idle_timeout_secs = 600           # circuits silent this long are destroyed
+
+[bandwidth]
+# Cap on relayed traffic, token bucket. 0 = unlimited.
+rate_bytes_per_sec = 0
+burst_bytes = 0
+
+[onion_key]
+rotation_secs = 604800            # make a new onion key weekly
+overlap_secs = 604800             # keep accepting the previous one this long
+
+[metrics]
+# Prometheus text format; loopback addresses only. Remove the line to disable.
+listen = "127.0.0.1:9464"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("/etc/trine/relay.toml"))
+    }
+
+    #[test]
+    fn template_parses_with_defaults() {
+        let config = parse(&template(
+            "relay1",
+            "198.18.0.1:9443".parse().unwrap(),
+            true,
+        ))
+        .unwrap();
+        assert_eq!(config.nickname, "relay1");
+        assert!(config.exit && config.circuits.exit);
+        assert_eq!(config.advertise, vec![config.listen]);
+        assert_eq!(config.key_dir, Path::new("/etc/trine/keys"));
+        assert_eq!(config.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        assert_eq!(config.bandwidth, None);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let base = "nickname = \"r\"\nlisten = \"127.0.0.1:1\"\n";
+        let cases = [
+            (
+                "nickname = \"bad name!\"\nlisten = \"127.0.0.1:1\"",
+                "nickname",
+            ),
+            (
+                &format!("{base}[metrics]\nlisten = \"0.0.0.0:9464\""),
+                "metrics.listen",
+            ),
+            (
+                &format!("{base}[limits]\nmax_circuits = 0"),
+                "limits.max_circuits",
+            ),
+            (
+                &format!("{base}[bandwidth]\nrate_bytes_per_sec = 1000"),
+                "bandwidth.burst_bytes",
+            ),
+            (&format!("{base}colour = \"blue\""), "colour"),
+            (
+                &format!("{base}[limits]\nmax_circuits = \"many\""),
+                "max_circuits",
+            ),
+            ("listen = \"127.0.0.1:1\"", "nickname"),
+        ];
+        for (text, field) in cases {
+            let message = parse(text).unwrap_err().to_string();
+            assert!(message.contains(field), "{message:?} should name {field}");
+        }
+    }
+}

@@ -1,0 +1,516 @@
+//! The relay daemon: a thin async shell around the protocol core.
+//!
+//! One task (the core loop) owns the [`RelayTable`], the rate limiters and
+//! the link registry, and is the only place protocol state changes. Other
+//! tasks only move bytes: one per link reads datagrams and accepts circuit
+//! streams, one per stream reads cells and one writes them. They talk to the
+//! core loop over one bounded channel, so the core is never shared and never
+//! locked.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::OsRng;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+use trine_circuit::cell::LinkCommand;
+use trine_circuit::relay::{CircuitHandle, LinkId, RelayEvent, RelayTransmit};
+use trine_circuit::{Channel, CircuitRef, Reason, RelayAction, RelayId, RelayTable};
+use trine_link::{CircuitStream, Endpoint, Link, LinkConfig};
+
+use crate::config::Config;
+use crate::keys::KeyStore;
+use crate::limits::{SourceLimiter, TokenBucket};
+use crate::metrics::{self, Snapshot};
+
+/// Cells queued toward one circuit stream before further cells are dropped.
+const STREAM_QUEUE: usize = 256;
+/// Messages queued toward the core loop.
+const CORE_QUEUE: usize = 4096;
+/// How often rate-limiter state is pruned and rotation is checked.
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// What the I/O tasks tell the core loop.
+enum Input {
+    LinkUp {
+        id: LinkId,
+        link: Link,
+    },
+    LinkDown {
+        id: LinkId,
+    },
+    StreamUp {
+        end: CircuitRef,
+        writer: mpsc::Sender<Vec<u8>>,
+    },
+    StreamDown {
+        end: CircuitRef,
+    },
+    Cell {
+        end: CircuitRef,
+        channel: Channel,
+        bytes: Vec<u8>,
+    },
+    ExtendOpened {
+        circuit: CircuitHandle,
+        end: CircuitRef,
+        writer: mpsc::Sender<Vec<u8>>,
+    },
+    ExtendFailed {
+        circuit: CircuitHandle,
+        reason: Reason,
+    },
+}
+
+struct LinkEntry {
+    link: Link,
+    peer: Option<RelayId>,
+}
+
+/// Runs the relay until SIGINT or SIGTERM.
+pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
+    let identity = keys.identity.relay_id();
+    let link_config = LinkConfig {
+        max_circuits_per_link: u32::try_from(config.circuits.max_circuits_per_link)
+            .unwrap_or(u32::MAX),
+        ..LinkConfig::default()
+    };
+    let endpoint = Arc::new(
+        Endpoint::relay(config.listen, &keys.identity, &link_config)
+            .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.listen))?,
+    );
+    let (scrape_tx, mut scrapes) = mpsc::channel::<metrics::ScrapeRequest>(16);
+    if let Some(address) = config.metrics {
+        let listener = metrics::bind(address)
+            .await
+            .map_err(|error| anyhow::anyhow!("cannot serve metrics on {address}: {error}"))?;
+        tokio::spawn(metrics::serve(listener, scrape_tx));
+    }
+    info!(
+        nickname = %config.nickname,
+        fingerprint = %identity,
+        listen = %endpoint.local_addr().map_err(|e| anyhow::anyhow!("{e}"))?,
+        advertise = ?config.advertise,
+        "relay running"
+    );
+
+    let (input_tx, input_rx) = mpsc::channel(CORE_QUEUE);
+    tokio::spawn(accept_links(endpoint.clone(), input_tx.clone()));
+
+    let table = RelayTable::new(identity, keys.onion_keys(), config.circuits.clone(), OsRng);
+    let now = Instant::now();
+    let mut core = Core {
+        table,
+        links: HashMap::new(),
+        by_peer: HashMap::new(),
+        writers: HashMap::new(),
+        creates: SourceLimiter::new(
+            config.creates_per_second_per_source,
+            config.create_burst_per_source,
+        ),
+        bandwidth: config
+            .bandwidth
+            .map(|(rate, burst)| TokenBucket::new(rate as f64, burst as f64, now)),
+        endpoint: endpoint.clone(),
+        input: input_tx,
+        snapshot: Snapshot::default(),
+    };
+    let mut input_rx = input_rx;
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        let wake = core
+            .table
+            .poll_timeout()
+            .map(tokio::time::Instant::from_std)
+            .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(3600));
+        tokio::select! {
+            Some(input) = input_rx.recv() => core.handle(input),
+            _ = tokio::time::sleep_until(wake) => core.table.handle_timeout(Instant::now()),
+            _ = housekeeping.tick() => {
+                core.creates.prune(Instant::now());
+                match keys.rotate(unix_now(), config.onion_rotation, config.onion_overlap, &mut OsRng) {
+                    Ok(true) => {
+                        core.table.set_onion_keys(keys.onion_keys());
+                        core.snapshot.onion_rotations += 1;
+                        info!("onion key rotated");
+                    }
+                    Ok(false) => {}
+                    Err(error) => warn!(%error, "onion key rotation failed; keeping current keys"),
+                }
+            }
+            Some(answer) = scrapes.recv() => {
+                let _ = answer.send(core.snapshot());
+            }
+            _ = &mut shutdown => break,
+        }
+        core.flush();
+    }
+    info!("shutting down: destroying circuits");
+    core.table.shutdown();
+    core.flush();
+    // Give writers a moment to put the DESTROYs on the wire.
+    drop(core.writers);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    endpoint.close();
+    Ok(())
+}
+
+struct Core {
+    table: RelayTable<OsRng>,
+    links: HashMap<LinkId, LinkEntry>,
+    by_peer: HashMap<RelayId, LinkId>,
+    writers: HashMap<CircuitRef, mpsc::Sender<Vec<u8>>>,
+    creates: SourceLimiter,
+    bandwidth: Option<TokenBucket>,
+    endpoint: Arc<Endpoint>,
+    input: mpsc::Sender<Input>,
+    snapshot: Snapshot,
+}
+
+impl Core {
+    /// Every counter, as of now.
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            core: self.table.stats().clone(),
+            circuits_open: self.table.circuit_count(),
+            links_open: self.links.len(),
+            ..self.snapshot.clone()
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::LinkUp { id, link } => {
+                let peer = link.peer_identity();
+                if let Some(peer) = peer {
+                    self.by_peer.insert(peer, id);
+                }
+                spawn_link_readers(id, link.clone(), self.input.clone());
+                self.links.insert(id, LinkEntry { link, peer });
+            }
+            Input::LinkDown { id } => {
+                if let Some(entry) = self.links.remove(&id) {
+                    if let Some(peer) = entry.peer {
+                        if self.by_peer.get(&peer) == Some(&id) {
+                            self.by_peer.remove(&peer);
+                        }
+                    }
+                }
+                self.writers.retain(|end, _| end.link != id);
+                self.table.link_closed(id);
+            }
+            Input::StreamUp { end, writer } => {
+                self.writers.insert(end, writer);
+            }
+            Input::StreamDown { end } => {
+                self.writers.remove(&end);
+                self.table.stream_closed(end);
+            }
+            Input::Cell {
+                end,
+                channel,
+                mut bytes,
+            } => self.cell(end, channel, &mut bytes),
+            Input::ExtendOpened {
+                circuit,
+                end,
+                writer,
+            } => {
+                self.writers.insert(end, writer);
+                if !self.table.extend_ready(circuit, end) {
+                    self.writers.remove(&end);
+                }
+            }
+            Input::ExtendFailed { circuit, reason } => self.table.extend_failed(circuit, reason),
+        }
+    }
+
+    fn cell(&mut self, end: CircuitRef, channel: Channel, bytes: &mut Vec<u8>) {
+        let now = Instant::now();
+        if bytes.first() == Some(&(LinkCommand::Create as u8)) {
+            // CREATE: rate-limited per source address before any cryptography.
+            if let Some(entry) = self.links.get(&end.link) {
+                if !self.creates.allow(entry.link.remote_address().ip(), now) {
+                    self.snapshot.create_rate_limited += 1;
+                    return;
+                }
+            }
+        }
+        if let Some(bucket) = &mut self.bandwidth {
+            if !bucket.try_take(bytes.len() as f64, now) {
+                self.snapshot.bandwidth_limited += 1;
+                return;
+            }
+        }
+        match self.table.handle_cell(now, end, channel, bytes) {
+            RelayAction::Forward { to, channel } => self.send(to, channel, std::mem::take(bytes)),
+            RelayAction::Exit { .. } => {
+                // Exit mode is refused at configuration time in this build.
+                debug!("exit packet on a non-exit build; dropped");
+            }
+            RelayAction::Handled | RelayAction::Dropped(_) => {}
+        }
+    }
+
+    /// Sends everything the table queued and acts on its events.
+    fn flush(&mut self) {
+        while let Some(RelayTransmit { to, channel, bytes }) = self.table.poll_transmit() {
+            let is_destroy = bytes.first() == Some(&(LinkCommand::Destroy as u8));
+            self.send(to, channel, bytes);
+            if is_destroy {
+                // Nothing more goes on this stream; dropping the writer
+                // finishes it once the DESTROY is written.
+                self.writers.remove(&to);
+            }
+        }
+        while let Some(event) = self.table.poll_event() {
+            if let RelayEvent::Extend {
+                circuit,
+                target,
+                addresses,
+            } = event
+            {
+                self.extend(circuit, target, addresses);
+            }
+        }
+    }
+
+    fn send(&mut self, to: CircuitRef, channel: Channel, bytes: Vec<u8>) {
+        match channel {
+            Channel::Datagram => {
+                let Some(entry) = self.links.get(&to.link) else {
+                    return;
+                };
+                if let Err(error) = entry.link.send_datagram(to.circ, &bytes) {
+                    if matches!(error, trine_link::LinkError::DatagramTooLarge { .. }) {
+                        self.snapshot.datagram_too_large += 1;
+                    }
+                    debug!(%error, "datagram not sent");
+                }
+            }
+            Channel::Control => {
+                let Some(writer) = self.writers.get(&to) else {
+                    return;
+                };
+                if writer.try_send(bytes).is_err() {
+                    self.snapshot.send_queue_full += 1;
+                }
+            }
+        }
+    }
+
+    /// Opens a circuit toward `target`, over an existing link when there
+    /// is one, otherwise dialing it.
+    fn extend(&mut self, circuit: CircuitHandle, target: RelayId, addresses: Vec<SocketAddr>) {
+        let existing = self
+            .by_peer
+            .get(&target)
+            .and_then(|id| self.links.get(id).map(|entry| (*id, entry.link.clone())));
+        let endpoint = self.endpoint.clone();
+        let input = self.input.clone();
+        tokio::spawn(async move {
+            let (id, link) = match existing {
+                Some(found) => found,
+                None => match dial(&endpoint, target, &addresses).await {
+                    Some(link) => {
+                        let id = new_link_id();
+                        let _ = input
+                            .send(Input::LinkUp {
+                                id,
+                                link: link.clone(),
+                            })
+                            .await;
+                        (id, link)
+                    }
+                    None => {
+                        let _ = input
+                            .send(Input::ExtendFailed {
+                                circuit,
+                                reason: Reason::ConnectFailed,
+                            })
+                            .await;
+                        return;
+                    }
+                },
+            };
+            match link.open_circuit().await {
+                Ok(stream) => {
+                    let end = CircuitRef {
+                        link: id,
+                        circ: stream.id(),
+                    };
+                    let writer = spawn_stream(end, stream, input.clone());
+                    let _ = input
+                        .send(Input::ExtendOpened {
+                            circuit,
+                            end,
+                            writer,
+                        })
+                        .await;
+                }
+                Err(error) => {
+                    debug!(%error, "could not open a circuit on an existing link");
+                    let _ = input
+                        .send(Input::ExtendFailed {
+                            circuit,
+                            reason: Reason::ConnectFailed,
+                        })
+                        .await;
+                }
+            }
+        });
+    }
+}
+
+/// Dials `target` at each address in turn; the link verifies its identity.
+async fn dial(endpoint: &Endpoint, target: RelayId, addresses: &[SocketAddr]) -> Option<Link> {
+    for address in addresses {
+        match tokio::time::timeout(Duration::from_secs(5), endpoint.connect(*address, target)).await
+        {
+            Ok(Ok(link)) => return Some(link),
+            Ok(Err(error)) => debug!(%error, "extend: dial failed"),
+            Err(_) => debug!("extend: dial timed out"),
+        }
+    }
+    None
+}
+
+/// The shell's name for a new link; never reused within a process.
+fn new_link_id() -> LinkId {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Accepts links, each handshake in its own task so a slow peer cannot
+/// hold up the others.
+async fn accept_links(endpoint: Arc<Endpoint>, input: mpsc::Sender<Input>) {
+    while let Some(incoming) = endpoint.accept().await {
+        let input = input.clone();
+        tokio::spawn(async move {
+            let from = incoming.remote_address();
+            match incoming.accept().await {
+                Ok(link) => {
+                    let id = new_link_id();
+                    let _ = input.send(Input::LinkUp { id, link }).await;
+                }
+                Err(error) => debug!(%error, %from, "incoming link failed"),
+            }
+        });
+    }
+}
+
+/// Reads datagrams and accepts circuit streams on `link` until it closes.
+fn spawn_link_readers(id: LinkId, link: Link, input: mpsc::Sender<Input>) {
+    let datagrams = link.clone();
+    let datagram_input = input.clone();
+    tokio::spawn(async move {
+        while let Ok((circ, bytes)) = datagrams.read_datagram().await {
+            let cell = Input::Cell {
+                end: CircuitRef { link: id, circ },
+                channel: Channel::Datagram,
+                bytes: bytes.to_vec(),
+            };
+            if datagram_input.send(cell).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        loop {
+            match link.accept_circuit().await {
+                Ok(stream) => {
+                    let end = CircuitRef {
+                        link: id,
+                        circ: stream.id(),
+                    };
+                    let writer = spawn_stream(end, stream, input.clone());
+                    // StreamUp is sent by spawn_stream's reader before any cell.
+                    drop(writer);
+                }
+                Err(_) => {
+                    let _ = input.send(Input::LinkDown { id }).await;
+                    return;
+                }
+            }
+        }
+    });
+}
+
+/// Starts the reader and writer tasks of one circuit stream and registers
+/// the writer with the core loop (before any cell it reads). Returns the
+/// writer too, for the caller that opened the stream.
+fn spawn_stream(
+    end: CircuitRef,
+    stream: CircuitStream,
+    input: mpsc::Sender<Input>,
+) -> mpsc::Sender<Vec<u8>> {
+    let (writer, mut queue) = mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
+    let (mut send, mut recv) = stream.split();
+    tokio::spawn(async move {
+        while let Some(cell) = queue.recv().await {
+            if send.write_cell(&cell).await.is_err() {
+                return;
+            }
+        }
+        send.finish();
+    });
+    let registered = writer.clone();
+    tokio::spawn(async move {
+        if input
+            .send(Input::StreamUp {
+                end,
+                writer: registered,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut buf = Vec::new();
+        loop {
+            match recv.read_cell(&mut buf).await {
+                Ok(true) => {
+                    let cell = Input::Cell {
+                        end,
+                        channel: Channel::Control,
+                        bytes: buf.clone(),
+                    };
+                    if input.send(cell).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(false) | Err(_) => {
+                    let _ = input.send(Input::StreamDown { end }).await;
+                    return;
+                }
+            }
+        }
+    });
+    writer
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+async fn shutdown_signal() {
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}

@@ -1,0 +1,216 @@
+//! Prometheus metrics: the text exposition format rendered from the relay's
+//! counters, served over plain HTTP on a loopback address.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use trine_circuit::relay::{DropReason, RelayStats};
+
+/// Everything exported, captured at one moment.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The protocol core's counters.
+    pub core: RelayStats,
+    /// Circuits currently open.
+    pub circuits_open: usize,
+    /// QUIC links currently open.
+    pub links_open: usize,
+    /// CREATE cells refused by the per-source rate limit.
+    pub create_rate_limited: u64,
+    /// Cells dropped by the bandwidth cap.
+    pub bandwidth_limited: u64,
+    /// Cells dropped because a link's send queue was full.
+    pub send_queue_full: u64,
+    /// Datagrams larger than the link could carry.
+    pub datagram_too_large: u64,
+    /// Onion-key rotations since start.
+    pub onion_rotations: u64,
+}
+
+/// Renders `snapshot` in the Prometheus text format (version 0.0.4).
+pub fn render(snapshot: &Snapshot) -> String {
+    let mut out = String::new();
+    let core = &snapshot.core;
+    let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
+        let _ = writeln!(out, "# HELP trine_relay_{name} {help}");
+        let _ = writeln!(out, "# TYPE trine_relay_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "trine_relay_{name}{labels} {value}");
+        }
+    };
+    metric(
+        "circuits_open",
+        "gauge",
+        "Circuits through this relay.",
+        &[("", snapshot.circuits_open as u64)],
+    );
+    metric(
+        "links_open",
+        "gauge",
+        "QUIC links to other nodes.",
+        &[("", snapshot.links_open as u64)],
+    );
+    metric(
+        "circuits_created_total",
+        "counter",
+        "CREATE cells answered.",
+        &[("", core.circuits_created)],
+    );
+    metric(
+        "circuits_closed_total",
+        "counter",
+        "Circuits removed.",
+        &[("", core.circuits_closed)],
+    );
+    metric(
+        "handshakes_failed_total",
+        "counter",
+        "CREATE handshakes that failed.",
+        &[("", core.handshakes_failed)],
+    );
+    metric(
+        "cells_forwarded_total",
+        "counter",
+        "Cells relayed, by direction.",
+        &[
+            ("{direction=\"forward\"}", core.forward_cells),
+            ("{direction=\"backward\"}", core.backward_cells),
+        ],
+    );
+    metric(
+        "bytes_forwarded_total",
+        "counter",
+        "Bytes of relayed cells, by direction.",
+        &[
+            ("{direction=\"forward\"}", core.forward_bytes),
+            ("{direction=\"backward\"}", core.backward_bytes),
+        ],
+    );
+    metric(
+        "exit_packets_total",
+        "counter",
+        "Packets leaving to, and returning from, the internet.",
+        &[
+            ("{direction=\"out\"}", core.exit_packets),
+            ("{direction=\"in\"}", core.exit_replies),
+        ],
+    );
+    metric(
+        "onion_key_rotations_total",
+        "counter",
+        "Onion-key rotations since start.",
+        &[("", snapshot.onion_rotations)],
+    );
+    let mut drops: Vec<(String, u64)> = DropReason::ALL
+        .iter()
+        .map(|reason| {
+            (
+                format!("{{reason=\"{}\"}}", reason.name()),
+                core.drops.get(reason).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    drops.push((
+        "{reason=\"create_rate\"}".into(),
+        snapshot.create_rate_limited,
+    ));
+    drops.push(("{reason=\"bandwidth\"}".into(), snapshot.bandwidth_limited));
+    drops.push((
+        "{reason=\"send_queue_full\"}".into(),
+        snapshot.send_queue_full,
+    ));
+    drops.push((
+        "{reason=\"datagram_too_large\"}".into(),
+        snapshot.datagram_too_large,
+    ));
+    let drops: Vec<(&str, u64)> = drops.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    metric(
+        "cells_dropped_total",
+        "counter",
+        "Cells dropped, by reason.",
+        &drops,
+    );
+    out
+}
+
+/// A scrape's request for the current counters: the daemon answers it with
+/// a fresh [`Snapshot`], so what is served is never stale.
+pub type ScrapeRequest = oneshot::Sender<Snapshot>;
+
+/// Serves `GET /metrics` on `listener`, asking `scrapes` for the counters
+/// at each request, until the daemon stops answering. Anything else gets
+/// 404; malformed requests are closed.
+pub async fn serve(listener: TcpListener, scrapes: mpsc::Sender<ScrapeRequest>) {
+    loop {
+        let mut stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of descriptors, say: do not spin.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let (answer, snapshot) = oneshot::channel();
+        if scrapes.send(answer).await.is_err() {
+            return;
+        }
+        let Ok(snapshot) = snapshot.await else {
+            return;
+        };
+        let body = render(&snapshot);
+        tokio::spawn(async move {
+            let mut request = [0u8; 1024];
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request))
+                    .await;
+            let Ok(Ok(len)) = read else {
+                return;
+            };
+            let line = request[..len]
+                .split(|b| *b == b'\n')
+                .next()
+                .unwrap_or_default();
+            let response = if line.starts_with(b"GET /metrics ") || line.starts_with(b"GET / ") {
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+            } else {
+                "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    .to_string()
+            };
+            let _ = stream.write_all(response.as_bytes()).await;
+        });
+    }
+}
+
+/// Binds the metrics listener; errors name the address.
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_drop_reason_is_exported_with_help_and_type() {
+        let mut snapshot = Snapshot::default();
+        snapshot.core.drops.insert(DropReason::Replay, 3);
+        snapshot.circuits_open = 2;
+        let text = render(&snapshot);
+        assert!(text.contains("trine_relay_cells_dropped_total{reason=\"replay\"} 3"));
+        assert!(text.contains("trine_relay_circuits_open 2"));
+        for reason in DropReason::ALL {
+            assert!(text.contains(&format!("reason=\"{}\"", reason.name())));
+        }
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = line.rsplit_once(' ').unwrap_or(("", "x"));
+            assert!(name.starts_with("trine_relay_"), "{line}");
+            assert!(value.parse::<u64>().is_ok(), "{line}");
+        }
+    }
+}
