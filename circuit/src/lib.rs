@@ -4,6 +4,7 @@ pub mod aead;
 pub mod cell;
 pub mod client;
 pub mod codec;
+pub mod ip;
 pub mod keys;
 pub mod memnet;
 pub mod ntor;
