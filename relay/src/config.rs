@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::exit::policy::{Cidr, PortRule};
+
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -58,6 +60,48 @@ struct File {
     onion_key: OnionKey,
     #[serde(default)]
     metrics: Metrics,
+    #[serde(default)]
+    exit_network: ExitNetwork,
+    #[serde(default)]
+    exit_policy: ExitPolicyFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ExitNetwork {
+    tun_name: String,
+    mtu: u16,
+    pool_v4: String,
+    pool_v6: String,
+    dns_upstream: String,
+}
+
+impl Default for ExitNetwork {
+    fn default() -> Self {
+        Self {
+            tun_name: "trine-exit".into(),
+            mtu: 1280,
+            pool_v4: "10.200.0.0/16".into(),
+            pool_v6: "fd74:7265:7869::/64".into(),
+            dns_upstream: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ExitPolicyFile {
+    allow_networks: Vec<String>,
+    ports: Vec<String>,
+}
+
+impl Default for ExitPolicyFile {
+    fn default() -> Self {
+        Self {
+            allow_networks: Vec::new(),
+            ports: vec!["reject 25".into()],
+        }
+    }
 }
 
 fn default_key_dir() -> PathBuf {
@@ -153,6 +197,27 @@ pub struct Config {
     pub onion_overlap: Duration,
     /// Where Prometheus metrics are served (always loopback), if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// How an exit reaches the internet (used only when `exit`).
+    pub exit_settings: ExitSettings,
+}
+
+/// Exit-mode settings.
+#[derive(Debug, Clone)]
+pub struct ExitSettings {
+    /// TUN device name.
+    pub tun_name: String,
+    /// TUN MTU: the largest packet an exit passes either way.
+    pub mtu: u16,
+    /// IPv4 NAT pool.
+    pub pool_v4: Cidr,
+    /// IPv6 NAT pool; `None` = no IPv6 exit traffic.
+    pub pool_v6: Option<Cidr>,
+    /// Where DNS queries go; `None` = first nameserver of /etc/resolv.conf.
+    pub dns_upstream: Option<SocketAddr>,
+    /// Reserved networks the operator allows anyway.
+    pub allow_networks: Vec<Cidr>,
+    /// Port rules, first match wins, accept when none matches.
+    pub ports: Vec<PortRule>,
 }
 
 impl Config {
@@ -255,6 +320,8 @@ impl Config {
                 ));
             }
         }
+        let exit_settings = exit_settings(&file.exit_network, &file.exit_policy)
+            .map_err(|(field, problem)| invalid(field, problem))?;
         let key_dir = if file.key_dir.is_absolute() {
             file.key_dir
         } else {
@@ -284,8 +351,95 @@ impl Config {
             onion_rotation: Duration::from_secs(file.onion_key.rotation_secs),
             onion_overlap: Duration::from_secs(file.onion_key.overlap_secs),
             metrics: file.metrics.listen,
+            exit_settings,
         })
     }
+}
+
+fn exit_settings(
+    network: &ExitNetwork,
+    policy: &ExitPolicyFile,
+) -> Result<ExitSettings, (&'static str, String)> {
+    let name_ok = (1..=15).contains(&network.tun_name.len())
+        && network
+            .tun_name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !name_ok {
+        return Err((
+            "exit_network.tun_name",
+            "must be 1 to 15 letters, digits, - or _".into(),
+        ));
+    }
+    if !(576..=9000).contains(&network.mtu) {
+        return Err(("exit_network.mtu", "must be between 576 and 9000".into()));
+    }
+    let pool_v4: Cidr = network
+        .pool_v4
+        .parse()
+        .map_err(|problem| ("exit_network.pool_v4", problem))?;
+    if !pool_v4.addr.is_ipv4() || !(8..=29).contains(&pool_v4.prefix) {
+        return Err((
+            "exit_network.pool_v4",
+            "must be an IPv4 prefix from /8 to /29".into(),
+        ));
+    }
+    let pool_v6 = if network.pool_v6.is_empty() {
+        None
+    } else {
+        let pool: Cidr = network
+            .pool_v6
+            .parse()
+            .map_err(|problem| ("exit_network.pool_v6", problem))?;
+        if pool.addr.is_ipv4() || !(48..=120).contains(&pool.prefix) {
+            return Err((
+                "exit_network.pool_v6",
+                "must be an IPv6 prefix from /48 to /120, or \"\" for no IPv6".into(),
+            ));
+        }
+        Some(pool)
+    };
+    let dns_upstream = if network.dns_upstream.is_empty() {
+        None
+    } else {
+        let parsed = network
+            .dns_upstream
+            .parse::<SocketAddr>()
+            .or_else(|_| {
+                network
+                    .dns_upstream
+                    .parse::<std::net::IpAddr>()
+                    .map(|ip| SocketAddr::new(ip, 53))
+            })
+            .map_err(|_| {
+                (
+                    "exit_network.dns_upstream",
+                    format!("`{}` is not an address", network.dns_upstream),
+                )
+            })?;
+        Some(parsed)
+    };
+    let allow_networks = policy
+        .allow_networks
+        .iter()
+        .map(|text| text.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|problem| ("exit_policy.allow_networks", problem))?;
+    let ports = policy
+        .ports
+        .iter()
+        .map(|text| text.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|problem| ("exit_policy.ports", problem))?;
+    Ok(ExitSettings {
+        tun_name: network.tun_name.clone(),
+        mtu: network.mtu,
+        pool_v4,
+        pool_v6,
+        dns_upstream,
+        allow_networks,
+        ports,
+    })
 }
 
 /// The commented `relay.toml` written by `trine-relay init`.
@@ -330,6 +484,26 @@ overlap_secs = 604800             # keep accepting the previous one this long
 [metrics]
 # Prometheus text format; loopback addresses only. Remove the line to disable.
 listen = "127.0.0.1:9464"
+
+# Used only when exit = true. The exit runs as root: it creates a TUN
+# device, turns on IP forwarding and installs the nftables table
+# `inet trine_exit` (removed again on stop). Each circuit gets its own
+# address from the pools; the kernel masquerades them behind this host's.
+[exit_network]
+tun_name = "trine-exit"
+mtu = 1280                        # largest packet passed either way
+pool_v4 = "10.200.0.0/16"
+pool_v6 = "fd74:7265:7869::/64"   # "" = no IPv6 exit traffic. With IPv6, the
+                                  # exit enables forwarding: hosts configured
+                                  # by router advertisements need accept_ra=2.
+dns_upstream = ""                 # "" = first nameserver in /etc/resolv.conf
+
+[exit_policy]
+# Loopback, private, link-local (incl. 169.254.169.254), CGNAT, multicast and
+# this host's own addresses are always refused, except networks listed here.
+allow_networks = []
+# TCP/UDP destination ports: first matching rule wins; no match = accept.
+ports = ["reject 25"]
 "#
     )
 }

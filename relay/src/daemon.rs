@@ -22,6 +22,8 @@ use trine_circuit::{Channel, CircuitRef, Reason, RelayAction, RelayId, RelayTabl
 use trine_link::{CircuitStream, Endpoint, Link, LinkConfig};
 
 use crate::config::Config;
+use crate::exit::engine::ExitEngine;
+use crate::exit::runtime::{DnsAnswer, ExitRuntime, TUN_QUEUE};
 use crate::keys::KeyStore;
 use crate::limits::{SourceLimiter, TokenBucket};
 use crate::metrics::{self, Snapshot};
@@ -97,6 +99,21 @@ pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
         "relay running"
     );
 
+    let (tun_tx, mut from_tun) = mpsc::channel::<Vec<u8>>(TUN_QUEUE);
+    let (dns_tx, mut dns_answers) = mpsc::channel::<DnsAnswer>(TUN_QUEUE);
+    let exit = if config.exit {
+        Some(ExitRuntime::start(
+            &config.exit_settings,
+            config.circuits.max_circuits,
+            tun_tx,
+            dns_tx,
+        )?)
+    } else {
+        // Kept so the receivers stay open (and quiet) on a non-exit relay.
+        drop((tun_tx, dns_tx));
+        None
+    };
+
     let (input_tx, input_rx) = mpsc::channel(CORE_QUEUE);
     tokio::spawn(accept_links(endpoint.clone(), input_tx.clone()));
 
@@ -117,6 +134,7 @@ pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
         endpoint: endpoint.clone(),
         input: input_tx,
         snapshot: Snapshot::default(),
+        exit,
     };
     let mut input_rx = input_rx;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
@@ -146,6 +164,8 @@ pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
             Some(answer) = scrapes.recv() => {
                 let _ = answer.send(core.snapshot());
             }
+            Some(mut packet) = from_tun.recv() => core.tun_packet(&mut packet),
+            Some(answer) = dns_answers.recv() => core.dns_answer(answer),
             _ = &mut shutdown => break,
         }
         core.flush();
@@ -155,6 +175,9 @@ pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
     core.flush();
     // Give writers a moment to put the DESTROYs on the wire.
     drop(core.writers);
+    if let Some(exit) = &core.exit {
+        exit.stop();
+    }
     tokio::time::sleep(Duration::from_millis(200)).await;
     endpoint.close();
     Ok(())
@@ -170,6 +193,7 @@ struct Core {
     endpoint: Arc<Endpoint>,
     input: mpsc::Sender<Input>,
     snapshot: Snapshot,
+    exit: Option<ExitRuntime>,
 }
 
 impl Core {
@@ -179,6 +203,13 @@ impl Core {
             core: self.table.stats().clone(),
             circuits_open: self.table.circuit_count(),
             links_open: self.links.len(),
+            exit: self.exit.as_ref().map(|exit| {
+                (
+                    exit.engine.stats.clone(),
+                    exit.io_stats.clone(),
+                    exit.engine.leased(),
+                )
+            }),
             ..self.snapshot.clone()
         }
     }
@@ -249,11 +280,48 @@ impl Core {
         }
         match self.table.handle_cell(now, end, channel, bytes) {
             RelayAction::Forward { to, channel } => self.send(to, channel, std::mem::take(bytes)),
-            RelayAction::Exit { .. } => {
-                // Exit mode is refused at configuration time in this build.
-                debug!("exit packet on a non-exit build; dropped");
+            RelayAction::Exit { circuit, packet } => {
+                let (Some(exit), Some(packet)) = (&mut self.exit, bytes.get_mut(packet)) else {
+                    return;
+                };
+                let mut reply = Vec::new();
+                exit.client_packet(circuit, packet, &mut reply);
+                if !reply.is_empty() {
+                    self.exit_reply(circuit, &reply);
+                }
             }
             RelayAction::Handled | RelayAction::Dropped(_) => {}
+        }
+    }
+
+    /// A packet from the internet: back to its circuit, if it has one.
+    fn tun_packet(&mut self, packet: &mut [u8]) {
+        let Some(exit) = &mut self.exit else {
+            return;
+        };
+        if let Some(circuit) = exit.engine.inbound(packet) {
+            self.exit_reply(circuit, packet);
+        }
+    }
+
+    fn dns_answer(&mut self, answer: DnsAnswer) {
+        let mut packet = Vec::new();
+        if ExitEngine::<CircuitHandle>::dns_answer(
+            answer.client,
+            answer.resolver,
+            &answer.answer,
+            &mut packet,
+        ) {
+            self.exit_reply(answer.circuit, &packet);
+        }
+    }
+
+    /// Seals `packet` as DATA from this exit and sends it toward the client.
+    fn exit_reply(&mut self, circuit: CircuitHandle, packet: &[u8]) {
+        let mut cell = Vec::with_capacity(packet.len() + 64);
+        trine_circuit::cell::data_cell(&mut cell, packet);
+        if let Some(to) = self.table.seal_exit_reply(circuit, &mut cell) {
+            self.send(to, Channel::Datagram, cell);
         }
     }
 
@@ -269,13 +337,17 @@ impl Core {
             }
         }
         while let Some(event) = self.table.poll_event() {
-            if let RelayEvent::Extend {
-                circuit,
-                target,
-                addresses,
-            } = event
-            {
-                self.extend(circuit, target, addresses);
+            match event {
+                RelayEvent::Extend {
+                    circuit,
+                    target,
+                    addresses,
+                } => self.extend(circuit, target, addresses),
+                RelayEvent::Closed { circuit } => {
+                    if let Some(exit) = &mut self.exit {
+                        exit.engine.closed(circuit);
+                    }
+                }
             }
         }
     }

@@ -3,6 +3,7 @@
 
 mod config;
 mod daemon;
+mod exit;
 mod keys;
 mod limits;
 mod metrics;
@@ -101,14 +102,8 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", keys.identity.relay_id());
             Ok(())
         }
-        Command::Run { config: path } => {
-            let config = Config::load(&path)?;
-            if config.exit {
-                anyhow::bail!(
-                    "{}: `exit = true` is not supported by this build yet (the exit's TUN and NAT are unfinished); set exit = false",
-                    path.display()
-                );
-            }
+        Command::Run { config } => {
+            let config = Config::load(&config)?;
             let keys = KeyStore::load(&config.key_dir)?;
             tracing_subscriber::fmt()
                 .with_env_filter(

@@ -9,6 +9,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use trine_circuit::relay::{DropReason, RelayStats};
 
+use crate::exit::engine::ExitStats;
+use crate::exit::runtime::ExitIoStats;
+
 /// Everything exported, captured at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -28,6 +31,8 @@ pub struct Snapshot {
     pub datagram_too_large: u64,
     /// Onion-key rotations since start.
     pub onion_rotations: u64,
+    /// Exit counters, I/O counters and pool addresses leased (exits only).
+    pub exit: Option<(ExitStats, ExitIoStats, usize)>,
 }
 
 /// Renders `snapshot` in the Prometheus text format (version 0.0.4).
@@ -133,6 +138,43 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Cells dropped, by reason.",
         &drops,
     );
+    if let Some((exit, io, leased)) = &snapshot.exit {
+        metric(
+            "exit_pool_leased",
+            "gauge",
+            "Exit NAT pool addresses leased to circuits.",
+            &[("", *leased as u64)],
+        );
+        metric(
+            "exit_dns_queries_total",
+            "counter",
+            "DNS queries forwarded upstream.",
+            &[("", exit.dns_queries)],
+        );
+        metric(
+            "exit_refused_total",
+            "counter",
+            "Client packets refused by the exit policy, by rule.",
+            &[
+                ("{rule=\"reserved\"}", exit.refused_reserved),
+                ("{rule=\"own_address\"}", exit.refused_own),
+                ("{rule=\"port\"}", exit.refused_port),
+            ],
+        );
+        metric(
+            "exit_dropped_total",
+            "counter",
+            "Exit packets dropped, by reason.",
+            &[
+                ("{reason=\"malformed\"}", exit.malformed),
+                ("{reason=\"spoofed_source\"}", exit.spoofed),
+                ("{reason=\"pool_full\"}", exit.pool_full),
+                ("{reason=\"no_circuit\"}", exit.unmatched),
+                ("{reason=\"tun_full\"}", io.tun_full),
+                ("{reason=\"dns_busy\"}", io.dns_busy),
+            ],
+        );
+    }
     out
 }
 

@@ -1,0 +1,9 @@
+//! Exit mode: clients' IP packets out to the internet and the answers back.
+//! [`engine`] decides (policy, NAT pool, DNS) without I/O; [`system`] owns
+//! the TUN device and the nftables table; the daemon moves the bytes.
+
+pub mod engine;
+pub mod nat;
+pub mod policy;
+pub mod runtime;
+pub mod system;

@@ -1,0 +1,212 @@
+//! The exit's async shell: reads the TUN device into the core loop, writes
+//! client packets to it, and forwards DNS queries to the upstream resolver.
+//! The core loop owns the [`ExitRuntime`]; the tasks here only move bytes.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::UdpSocket;
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, info};
+use trine_circuit::CircuitHandle;
+
+use super::engine::{ExitEngine, Outbound};
+use super::nat::NatPool;
+use super::policy::ExitPolicy;
+use super::system::{self, ExitSystem};
+use crate::config::ExitSettings;
+
+/// DNS queries in flight at once; more are dropped (the client retries).
+const DNS_IN_FLIGHT: usize = 256;
+/// How long an upstream resolver gets to answer.
+const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+/// Packets queued from the TUN toward the core loop.
+pub const TUN_QUEUE: usize = 1024;
+/// Largest DNS answer accepted from upstream.
+const DNS_MAX: usize = 4096;
+
+/// A DNS answer to send back through a circuit.
+#[derive(Debug)]
+pub struct DnsAnswer {
+    /// The circuit that asked.
+    pub circuit: CircuitHandle,
+    /// The client's inner address and port.
+    pub client: SocketAddr,
+    /// The virtual resolver it asked.
+    pub resolver: SocketAddr,
+    /// The upstream's answer.
+    pub answer: Vec<u8>,
+}
+
+/// Counters of the exit's I/O, beside the engine's.
+#[derive(Debug, Clone, Default)]
+pub struct ExitIoStats {
+    /// Packets dropped because the TUN device would block.
+    pub tun_full: u64,
+    /// DNS queries dropped because too many were in flight.
+    pub dns_busy: u64,
+}
+
+/// Exit mode, running.
+pub struct ExitRuntime {
+    /// Policy, pool and counters.
+    pub engine: ExitEngine<CircuitHandle>,
+    /// I/O counters.
+    pub io_stats: ExitIoStats,
+    system: Arc<ExitSystem>,
+    dns_upstream: SocketAddr,
+    dns_permits: Arc<Semaphore>,
+    dns_answers: mpsc::Sender<DnsAnswer>,
+}
+
+impl ExitRuntime {
+    /// Sets up the TUN device and nftables, and starts reading the TUN
+    /// into `from_tun`. DNS answers will arrive on `dns_answers`.
+    pub fn start(
+        settings: &ExitSettings,
+        max_circuits: usize,
+        from_tun: mpsc::Sender<Vec<u8>>,
+        dns_answers: mpsc::Sender<DnsAnswer>,
+    ) -> anyhow::Result<Self> {
+        let dns_upstream = match settings.dns_upstream {
+            Some(upstream) => upstream,
+            None => {
+                let text = std::fs::read_to_string("/etc/resolv.conf").context(
+                    "exit_network.dns_upstream is empty and /etc/resolv.conf is unreadable",
+                )?;
+                let server = system::first_nameserver(&text).context(
+                    "exit_network.dns_upstream is empty and /etc/resolv.conf names no nameserver",
+                )?;
+                SocketAddr::new(server, 53)
+            }
+        };
+        let nat = NatPool::new(settings.pool_v4, settings.pool_v6, max_circuits);
+        let system = Arc::new(ExitSystem::start(
+            &settings.tun_name,
+            settings.mtu,
+            nat.prefixes(),
+            nat.gateway(),
+        )?);
+        // Read after the TUN exists: its gateway addresses count as our own.
+        let own = system::own_addresses()?;
+        let policy = ExitPolicy::new(settings.allow_networks.clone(), own, settings.ports.clone());
+        info!(
+            tun = %settings.tun_name,
+            pool_v4 = %settings.pool_v4,
+            pool_v6 = ?settings.pool_v6.map(|p| p.to_string()),
+            %dns_upstream,
+            "exit mode on"
+        );
+        tokio::spawn(read_tun(system.clone(), settings.mtu, from_tun));
+        Ok(Self {
+            engine: ExitEngine::new(policy, nat),
+            io_stats: ExitIoStats::default(),
+            system,
+            dns_upstream,
+            dns_permits: Arc::new(Semaphore::new(DNS_IN_FLIGHT)),
+            dns_answers,
+        })
+    }
+
+    /// Handles a packet from `circuit`. Writes into `reply` a packet to
+    /// send back through the circuit (an ICMP error), if any.
+    pub fn client_packet(
+        &mut self,
+        circuit: CircuitHandle,
+        packet: &mut [u8],
+        reply: &mut Vec<u8>,
+    ) {
+        match self.engine.outbound(circuit, packet, reply) {
+            Outbound::Tun => {
+                if self.system.tun.try_send(packet).is_err() {
+                    self.io_stats.tun_full += 1;
+                }
+            }
+            Outbound::Dns {
+                query,
+                client,
+                resolver,
+            } => {
+                let Some(query) = packet.get(query) else {
+                    return;
+                };
+                self.resolve(circuit, client, resolver, query.to_vec());
+            }
+            Outbound::Refused(_) | Outbound::Dropped(_) => {}
+        }
+    }
+
+    /// Removes the nftables table (also done on drop).
+    pub fn stop(&self) {
+        self.system.stop();
+    }
+
+    /// Asks the upstream resolver in a task of its own, from a fresh
+    /// socket (a fresh source port per query).
+    fn resolve(
+        &mut self,
+        circuit: CircuitHandle,
+        client: SocketAddr,
+        resolver: SocketAddr,
+        query: Vec<u8>,
+    ) {
+        let Ok(permit) = self.dns_permits.clone().try_acquire_owned() else {
+            self.io_stats.dns_busy += 1;
+            return;
+        };
+        let upstream = self.dns_upstream;
+        let answers = self.dns_answers.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            match ask(upstream, &query).await {
+                Ok(answer) => {
+                    let _ = answers
+                        .send(DnsAnswer {
+                            circuit,
+                            client,
+                            resolver,
+                            answer,
+                        })
+                        .await;
+                }
+                Err(error) => debug!(%error, "DNS query upstream failed"),
+            }
+        });
+    }
+}
+
+async fn ask(upstream: SocketAddr, query: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let bind: SocketAddr = match upstream.ip() {
+        IpAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
+        IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let socket = UdpSocket::bind(bind).await?;
+    socket.connect(upstream).await?;
+    socket.send(query).await?;
+    let mut answer = vec![0; DNS_MAX];
+    let len = tokio::time::timeout(DNS_TIMEOUT, socket.recv(&mut answer))
+        .await
+        .context("timed out")??;
+    answer.truncate(len);
+    Ok(answer)
+}
+
+/// Moves packets from the TUN device to the core loop until it goes away.
+async fn read_tun(system: Arc<ExitSystem>, mtu: u16, to_core: mpsc::Sender<Vec<u8>>) {
+    let mut buf = vec![0; usize::from(mtu).max(1500)];
+    loop {
+        match system.tun.recv(&mut buf).await {
+            Ok(len) => {
+                if to_core.send(buf[..len].to_vec()).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "TUN read failed; exit traffic stops");
+                return;
+            }
+        }
+    }
+}
