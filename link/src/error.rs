@@ -144,6 +144,18 @@ pub enum LinkError {
         /// Bytes received.
         got: usize,
     },
+    /// A request/response message had a cell without the message byte.
+    #[error("malformed message on a request/response stream")]
+    MessageMalformed,
+    /// A request/response message was longer than the reader allows.
+    #[error("message longer than {limit} bytes")]
+    MessageTooLarge {
+        /// The reader's limit.
+        limit: usize,
+    },
+    /// The peer finished a request/response stream without answering.
+    #[error("the peer closed the exchange without a response")]
+    MessageTruncated,
     /// Writing a control cell failed (the peer stopped the stream, or the
     /// link is lost).
     #[error("cannot write to circuit {circuit}: {source}")]

@@ -5,6 +5,7 @@ mod config;
 mod endpoint;
 mod error;
 mod link;
+pub mod message;
 mod stream;
 pub mod tag;
 mod tls;

@@ -352,3 +352,35 @@ async fn endpoint_reports_bad_configuration_and_addresses() {
     relay.close();
     assert!(within(relay.accept()).await.is_none());
 }
+
+#[tokio::test]
+async fn request_response_exchanges_carry_large_messages_and_respect_limits() {
+    use trine_link::message::{is_message_cell, read_message, write_message};
+    let (client, relay_side, _c, _r) = client_link().await;
+    let server = tokio::spawn(async move {
+        for _ in 0..2 {
+            let mut stream = relay_side.accept_circuit().await.unwrap();
+            let mut first = Vec::new();
+            assert!(stream.read_cell(&mut first).await.unwrap());
+            assert!(is_message_cell(&first), "an exchange, not a circuit");
+            let mut request = read_message(&mut stream, first, 1 << 20).await.unwrap();
+            request.reverse();
+            write_message(&mut stream, &request).await.unwrap();
+        }
+        // Dropping the last handle would close the link under the response.
+        relay_side
+    });
+    // 100 KiB spans several cells each way.
+    let request: Vec<u8> = (0..100 * 1024).map(|i| (i % 251) as u8).collect();
+    let response = within(client.request(&request, 1 << 20)).await.unwrap();
+    let mut expected = request.clone();
+    expected.reverse();
+    assert_eq!(response, expected);
+    // The reader's limit holds.
+    let refused = within(client.request(&request, 1000)).await;
+    assert!(
+        matches!(refused, Err(LinkError::MessageTooLarge { limit: 1000 })),
+        "{refused:?}"
+    );
+    drop(within(server).await.unwrap());
+}
