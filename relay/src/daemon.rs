@@ -138,7 +138,7 @@ pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
     };
     let mut input_rx = input_rx;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
-    let shutdown = shutdown_signal();
+    let shutdown = trine_node::shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         let wake = core
@@ -570,19 +570,4 @@ fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs())
-}
-
-async fn shutdown_signal() {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
 }

@@ -6,62 +6,18 @@
 //! secret in hex) so an operator can see what they hold, and are replaced
 //! atomically (write to a temporary file, then rename).
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rand::{CryptoRng, RngCore};
 use trine_circuit::{IdentityKey, OnionSecretKey};
-use zeroize::Zeroizing;
+pub use trine_node::keyfile::KeyFileError;
+use trine_node::keyfile::{check_mode, create_private_dir, read_key, write_key};
 
 const IDENTITY: &str = "identity.key";
 const ONION: &str = "onion.key";
 const ONION_PREVIOUS: &str = "onion.key.previous";
-
-/// Why key files could not be created or used.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyFileError {
-    /// An I/O error on a key path.
-    #[error("{path}: {source}")]
-    Io {
-        /// The path.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// A key file or the directory is accessible by group or others.
-    #[error(
-        "{path} has mode {mode:o}; it must not be accessible by group or others (chmod {want:o})"
-    )]
-    Permissions {
-        /// The path.
-        path: PathBuf,
-        /// Its mode bits.
-        mode: u32,
-        /// The mode to set.
-        want: u32,
-    },
-    /// The file does not hold a key in the expected format.
-    #[error("{path}: not a Trine key file ({problem})")]
-    Format {
-        /// The path.
-        path: PathBuf,
-        /// What is wrong.
-        problem: &'static str,
-    },
-    /// `init` would overwrite existing keys.
-    #[error("{0} already exists; refusing to overwrite keys")]
-    Exists(PathBuf),
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> KeyFileError + '_ {
-    move |source| KeyFileError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// An onion key and when it was made.
 pub struct DatedOnionKey {
@@ -90,8 +46,7 @@ impl KeyStore {
         now: u64,
         rng: &mut R,
     ) -> Result<Self, KeyFileError> {
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        create_private_dir(dir)?;
         for name in [IDENTITY, ONION] {
             let path = dir.join(name);
             if path.exists() {
@@ -180,7 +135,10 @@ impl KeyStore {
         if let Some(previous) = &self.previous {
             if now.saturating_sub(previous.created) >= overlap.as_secs() {
                 let path = self.dir.join(ONION_PREVIOUS);
-                fs::remove_file(&path).map_err(io(&path))?;
+                fs::remove_file(&path).map_err(|source| KeyFileError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
                 self.previous = None;
                 changed = true;
             }
@@ -189,84 +147,12 @@ impl KeyStore {
     }
 }
 
-fn check_mode(path: &Path, want: u32) -> Result<(), KeyFileError> {
-    let mode = fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(KeyFileError::Permissions {
-            path: path.to_path_buf(),
-            mode,
-            want,
-        });
-    }
-    Ok(())
-}
-
-fn write_key(path: &Path, created: u64, secret: &[u8; 32]) -> Result<(), KeyFileError> {
-    let mut text = Zeroizing::new(format!(
-        "# trine key file: keep secret\ncreated {created}\nsecret "
-    ));
-    for byte in secret {
-        text.push_str(&format!("{byte:02x}"));
-    }
-    text.push('\n');
-    let temporary = path.with_extension("tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .map_err(io(&temporary))?;
-    file.write_all(text.as_bytes()).map_err(io(&temporary))?;
-    file.sync_all().map_err(io(&temporary))?;
-    fs::rename(&temporary, path).map_err(io(path))
-}
-
-fn read_key(path: &Path) -> Result<(u64, Zeroizing<[u8; 32]>), KeyFileError> {
-    check_mode(path, 0o600)?;
-    let text = Zeroizing::new(fs::read_to_string(path).map_err(io(path))?);
-    let format = |problem| KeyFileError::Format {
-        path: path.to_path_buf(),
-        problem,
-    };
-    let mut created = None;
-    let mut secret = None;
-    for line in text.lines().filter(|line| !line.starts_with('#')) {
-        match line.split_once(' ') {
-            Some(("created", value)) => {
-                created = Some(
-                    value
-                        .trim()
-                        .parse::<u64>()
-                        .map_err(|_| format("bad `created`"))?,
-                );
-            }
-            Some(("secret", value)) => {
-                let value = value.trim();
-                if value.len() != 64 || !value.is_ascii() {
-                    return Err(format("`secret` must be 64 hex digits"));
-                }
-                let mut bytes = Zeroizing::new([0u8; 32]);
-                for (byte, pair) in bytes.iter_mut().zip(value.as_bytes().chunks(2)) {
-                    let pair = std::str::from_utf8(pair).map_err(|_| format("bad hex"))?;
-                    *byte = u8::from_str_radix(pair, 16).map_err(|_| format("bad hex"))?;
-                }
-                secret = Some(bytes);
-            }
-            _ => return Err(format("unexpected line")),
-        }
-    }
-    match (created, secret) {
-        (Some(created), Some(secret)) => Ok((created, secret)),
-        _ => Err(format("missing `created` or `secret`")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use rand::SeedableRng;
+    use std::os::unix::fs::PermissionsExt;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("trine-keys-{name}-{}", std::process::id()));

@@ -105,14 +105,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Run { config } => {
             let config = Config::load(&config)?;
             let keys = KeyStore::load(&config.key_dir)?;
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("TRINE_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-                .init();
+            trine_node::init_logging();
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
