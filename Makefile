@@ -22,9 +22,11 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 
 bench: ## Criterion benchmarks; each figure is reported against a baseline from the same run
 	$(CARGO) bench -p trine-circuit --bench circuit
+	$(CARGO) bench -p trine-directory --bench consensus
 
 fuzz-build: ## Check that the fuzz targets compile (no fuzzing)
 	$(CARGO) build --manifest-path circuit/fuzz/Cargo.toml --target-dir target/fuzz-check
+	$(CARGO) build --manifest-path directory/fuzz/Cargo.toml --target-dir target/fuzz-check
 
 fuzz: ## Run every fuzz target for FUZZ_SECONDS (default 20) each; needs cargo-fuzz (installed if missing)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) circuit/fuzz/run-all.sh

@@ -417,6 +417,12 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
         let Ok(parsed) = LinkCell::parse(cell) else {
             return RelayAction::Dropped(DropReason::Malformed);
         };
+        // Only RELAY cells may travel as datagrams: CREATE, CREATED and
+        // DESTROY belong on the circuit's stream (a datagram CREATE would
+        // open a circuit no stream can ever answer or close).
+        if channel == Channel::Datagram && !matches!(parsed, LinkCell::Relay { .. }) {
+            return RelayAction::Dropped(DropReason::Protocol);
+        }
         let Some(&(handle, side)) = self.ends.get(&from) else {
             return match parsed {
                 LinkCell::Create(create) => self.create(now, from, &create),

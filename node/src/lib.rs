@@ -1,7 +1,9 @@
 //! trine-node: what every Trine daemon (relay, directory authority, client)
-//! shares, so each piece exists once: key files, log setup and the
-//! shutdown signal.
+//! shares, so each piece exists once: key files, the authorities file, log
+//! setup and the shutdown signal.
 
+pub mod authorities;
+pub mod dirclient;
 pub mod keyfile;
 
 /// Logs to stderr, filtered by `TRINE_LOG` (default `info`), with colours

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use trine_node::authorities::Authorities;
+
 use crate::exit::policy::{Cidr, PortRule};
 
 /// Why a configuration file was refused.
@@ -61,9 +63,46 @@ struct File {
     #[serde(default)]
     metrics: Metrics,
     #[serde(default)]
+    link: LinkFile,
+    #[serde(default)]
+    directory: DirectoryFile,
+    #[serde(default)]
     exit_network: ExitNetwork,
     #[serde(default)]
     exit_policy: ExitPolicyFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct LinkFile {
+    quic_idle_timeout_secs: u64,
+    quic_keep_alive_secs: u64,
+}
+
+impl Default for LinkFile {
+    fn default() -> Self {
+        let link = trine_link::LinkConfig::default();
+        Self {
+            quic_idle_timeout_secs: link.idle_timeout.as_secs(),
+            quic_keep_alive_secs: link.keep_alive.as_secs(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DirectoryFile {
+    authorities: String,
+    publish_every_secs: u64,
+}
+
+impl Default for DirectoryFile {
+    fn default() -> Self {
+        Self {
+            authorities: String::new(),
+            publish_every_secs: 1800,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -199,6 +238,13 @@ pub struct Config {
     pub metrics: Option<SocketAddr>,
     /// How an exit reaches the internet (used only when `exit`).
     pub exit_settings: ExitSettings,
+    /// A link with nothing heard for this long is dead (its circuits too).
+    pub link_idle_timeout: Duration,
+    /// Keep-alive interval on quiet links.
+    pub link_keep_alive: Duration,
+    /// The directory authorities to publish to and fetch from, and how
+    /// often to republish; `None`: stay out of the directory.
+    pub directory: Option<(Authorities, Duration)>,
 }
 
 /// Exit-mode settings.
@@ -322,6 +368,37 @@ impl Config {
         }
         let exit_settings = exit_settings(&file.exit_network, &file.exit_policy)
             .map_err(|(field, problem)| invalid(field, problem))?;
+        let link = &file.link;
+        if link.quic_keep_alive_secs == 0
+            || link.quic_keep_alive_secs >= link.quic_idle_timeout_secs
+        {
+            return Err(invalid(
+                "link.quic_keep_alive_secs",
+                "must be at least 1 and below link.quic_idle_timeout_secs".into(),
+            ));
+        }
+        let directory = if file.directory.authorities.is_empty() {
+            None
+        } else {
+            if file.directory.publish_every_secs < 10 {
+                return Err(invalid(
+                    "directory.publish_every_secs",
+                    "must be at least 10".into(),
+                ));
+            }
+            let listed = PathBuf::from(&file.directory.authorities);
+            let listed = if listed.is_absolute() {
+                listed
+            } else {
+                path.parent().unwrap_or(Path::new(".")).join(listed)
+            };
+            let authorities = Authorities::load(&listed)
+                .map_err(|error| invalid("directory.authorities", error.to_string()))?;
+            Some((
+                authorities,
+                Duration::from_secs(file.directory.publish_every_secs),
+            ))
+        };
         let key_dir = if file.key_dir.is_absolute() {
             file.key_dir
         } else {
@@ -352,6 +429,9 @@ impl Config {
             onion_overlap: Duration::from_secs(file.onion_key.overlap_secs),
             metrics: file.metrics.listen,
             exit_settings,
+            link_idle_timeout: Duration::from_secs(file.link.quic_idle_timeout_secs),
+            link_keep_alive: Duration::from_secs(file.link.quic_keep_alive_secs),
+            directory,
         })
     }
 }
@@ -484,6 +564,19 @@ overlap_secs = 604800             # keep accepting the previous one this long
 [metrics]
 # Prometheus text format; loopback addresses only. Remove the line to disable.
 listen = "127.0.0.1:9464"
+
+[link]
+# A QUIC link silent this long is dead: its circuits are torn down (and the
+# client told). Keep-alives keep quiet links from looking dead.
+quic_idle_timeout_secs = 30
+quic_keep_alive_secs = 10
+
+[directory]
+# The network's authorities file (fingerprints, addresses, threshold). The
+# relay publishes its descriptor to them and mirrors their consensus.
+# "" = stay out of the directory (a private relay).
+authorities = ""
+publish_every_secs = 1800         # republish this often (and on key rotation)
 
 # Used only when exit = true. The exit runs as root: it creates a TUN
 # device, turns on IP forwarding and installs the nftables table

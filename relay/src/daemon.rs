@@ -14,14 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::OsRng;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
 use trine_circuit::cell::LinkCommand;
 use trine_circuit::relay::{CircuitHandle, LinkId, RelayEvent, RelayTransmit};
 use trine_circuit::{Channel, CircuitRef, Reason, RelayAction, RelayId, RelayTable};
+use trine_link::message::is_message_cell;
 use trine_link::{CircuitStream, Endpoint, Link, LinkConfig};
 
 use crate::config::Config;
+use crate::directory::{self, ConsensusCache};
 use crate::exit::engine::ExitEngine;
 use crate::exit::runtime::{DnsAnswer, ExitRuntime, TUN_QUEUE};
 use crate::keys::KeyStore;
@@ -76,6 +78,8 @@ struct LinkEntry {
 pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
     let identity = keys.identity.relay_id();
     let link_config = LinkConfig {
+        idle_timeout: config.link_idle_timeout,
+        keep_alive: config.link_keep_alive,
         max_circuits_per_link: u32::try_from(config.circuits.max_circuits_per_link)
             .unwrap_or(u32::MAX),
         ..LinkConfig::default()
@@ -98,6 +102,23 @@ pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
         advertise = ?config.advertise,
         "relay running"
     );
+
+    let cache: ConsensusCache = Arc::default();
+    let mut descriptors = match &config.directory {
+        Some((authorities, every)) => {
+            let (descriptors, updates) =
+                watch::channel(directory::descriptor(&config, &keys, unix_now())?);
+            tokio::spawn(directory::run(
+                endpoint.clone(),
+                authorities.clone(),
+                updates,
+                cache.clone(),
+                unix_now,
+            ));
+            Some((descriptors, *every, unix_now()))
+        }
+        None => None,
+    };
 
     let (tun_tx, mut from_tun) = mpsc::channel::<Vec<u8>>(TUN_QUEUE);
     let (dns_tx, mut dns_answers) = mpsc::channel::<DnsAnswer>(TUN_QUEUE);
@@ -135,6 +156,7 @@ pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
         input: input_tx,
         snapshot: Snapshot::default(),
         exit,
+        cache,
     };
     let mut input_rx = input_rx;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
@@ -151,10 +173,26 @@ pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
             _ = tokio::time::sleep_until(wake) => core.table.handle_timeout(Instant::now()),
             _ = housekeeping.tick() => {
                 core.creates.prune(Instant::now());
+                if let Some((descriptors, every, published)) = &mut descriptors {
+                    let now = unix_now();
+                    if now.saturating_sub(*published) >= every.as_secs() {
+                        match directory::descriptor(&config, &keys, now) {
+                            Ok(descriptor) => {
+                                *published = now;
+                                let _ = descriptors.send(descriptor);
+                            }
+                            Err(error) => warn!(%error, "cannot make a descriptor"),
+                        }
+                    }
+                }
                 match keys.rotate(unix_now(), config.onion_rotation, config.onion_overlap, &mut OsRng) {
                     Ok(true) => {
                         core.table.set_onion_keys(keys.onion_keys());
                         core.snapshot.onion_rotations += 1;
+                        // A new onion key: publish it now.
+                        if let Some((_, _, published)) = &mut descriptors {
+                            *published = 0;
+                        }
                         info!("onion key rotated");
                     }
                     Ok(false) => {}
@@ -194,6 +232,7 @@ struct Core {
     input: mpsc::Sender<Input>,
     snapshot: Snapshot,
     exit: Option<ExitRuntime>,
+    cache: ConsensusCache,
 }
 
 impl Core {
@@ -221,7 +260,7 @@ impl Core {
                 if let Some(peer) = peer {
                     self.by_peer.insert(peer, id);
                 }
-                spawn_link_readers(id, link.clone(), self.input.clone());
+                spawn_link_readers(id, link.clone(), self.input.clone(), self.cache.clone());
                 self.links.insert(id, LinkEntry { link, peer });
             }
             Input::LinkDown { id } => {
@@ -416,7 +455,7 @@ impl Core {
                         link: id,
                         circ: stream.id(),
                     };
-                    let writer = spawn_stream(end, stream, input.clone());
+                    let writer = spawn_stream(end, stream, None, input.clone());
                     let _ = input
                         .send(Input::ExtendOpened {
                             circuit,
@@ -477,7 +516,7 @@ async fn accept_links(endpoint: Arc<Endpoint>, input: mpsc::Sender<Input>) {
 }
 
 /// Reads datagrams and accepts circuit streams on `link` until it closes.
-fn spawn_link_readers(id: LinkId, link: Link, input: mpsc::Sender<Input>) {
+fn spawn_link_readers(id: LinkId, link: Link, input: mpsc::Sender<Input>, cache: ConsensusCache) {
     let datagrams = link.clone();
     let datagram_input = input.clone();
     tokio::spawn(async move {
@@ -496,13 +535,7 @@ fn spawn_link_readers(id: LinkId, link: Link, input: mpsc::Sender<Input>) {
         loop {
             match link.accept_circuit().await {
                 Ok(stream) => {
-                    let end = CircuitRef {
-                        link: id,
-                        circ: stream.id(),
-                    };
-                    let writer = spawn_stream(end, stream, input.clone());
-                    // StreamUp is sent by spawn_stream's reader before any cell.
-                    drop(writer);
+                    tokio::spawn(accepted_stream(id, stream, input.clone(), cache.clone()));
                 }
                 Err(_) => {
                     let _ = input.send(Input::LinkDown { id }).await;
@@ -513,12 +546,37 @@ fn spawn_link_readers(id: LinkId, link: Link, input: mpsc::Sender<Input>) {
     });
 }
 
+/// A stream the peer opened: a directory exchange if its first cell says
+/// so, otherwise a circuit.
+async fn accepted_stream(
+    id: LinkId,
+    mut stream: CircuitStream,
+    input: mpsc::Sender<Input>,
+    cache: ConsensusCache,
+) {
+    let mut first = Vec::new();
+    if !matches!(stream.read_cell(&mut first).await, Ok(true)) {
+        return;
+    }
+    if is_message_cell(&first) {
+        directory::serve(stream, first, cache).await;
+        return;
+    }
+    let end = CircuitRef {
+        link: id,
+        circ: stream.id(),
+    };
+    // StreamUp is sent by spawn_stream's reader before any cell.
+    drop(spawn_stream(end, stream, Some(first), input));
+}
+
 /// Starts the reader and writer tasks of one circuit stream and registers
 /// the writer with the core loop (before any cell it reads). Returns the
 /// writer too, for the caller that opened the stream.
 fn spawn_stream(
     end: CircuitRef,
     stream: CircuitStream,
+    first: Option<Vec<u8>>,
     input: mpsc::Sender<Input>,
 ) -> mpsc::Sender<Vec<u8>> {
     let (writer, mut queue) = mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
@@ -542,6 +600,16 @@ fn spawn_stream(
             .is_err()
         {
             return;
+        }
+        if let Some(bytes) = first {
+            let cell = Input::Cell {
+                end,
+                channel: Channel::Control,
+                bytes,
+            };
+            if input.send(cell).await.is_err() {
+                return;
+            }
         }
         let mut buf = Vec::new();
         loop {

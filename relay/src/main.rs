@@ -3,6 +3,7 @@
 
 mod config;
 mod daemon;
+mod directory;
 mod exit;
 mod keys;
 mod limits;

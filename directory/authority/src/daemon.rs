@@ -1,0 +1,240 @@
+//! The authority daemon: a QUIC endpoint answering directory requests, and
+//! a scheduler that tests relays, votes, computes and signs on time and
+//! sends votes and signatures to the other authorities. All decisions are
+//! in [`AuthorityState`]; this file moves bytes and keeps time.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tracing::{debug, info, warn};
+use trine_circuit::IdentityKey;
+use trine_directory::wire::{DirRequest, DirResponse};
+use trine_link::message::is_message_cell;
+use trine_link::{Endpoint, Link, LinkConfig};
+use trine_node::authorities::Authority;
+use trine_node::dirclient::{ask, serve_exchange};
+
+use crate::config::Config;
+use crate::state::AuthorityState;
+
+/// Time allowed for one reachability test.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often the scheduler looks at the clock.
+const TICK: Duration = Duration::from_millis(250);
+
+type Shared = Arc<Mutex<AuthorityState>>;
+
+fn lock(state: &Shared) -> std::sync::MutexGuard<'_, AuthorityState> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Current UNIX time, seconds.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs())
+}
+
+/// Runs the authority until SIGINT or SIGTERM.
+pub async fn run(config: Config, key: IdentityKey) -> anyhow::Result<()> {
+    let endpoint = Arc::new(
+        Endpoint::relay(config.listen, &key, &LinkConfig::default())
+            .map_err(|error| anyhow::anyhow!("cannot listen on {}: {error}", config.listen))?,
+    );
+    let me = key.relay_id();
+    if !config.authorities.set.contains(&me) {
+        anyhow::bail!("this authority's key {me} is not in the authorities file");
+    }
+    let peers: Vec<Authority> = config
+        .authorities
+        .list
+        .iter()
+        .filter(|authority| authority.id != me)
+        .copied()
+        .collect();
+    let state: Shared = Arc::new(Mutex::new(AuthorityState::new(
+        key,
+        config.authorities.set.clone(),
+        config.interval_secs,
+        config.params,
+    )));
+    info!(fingerprint = %me, listen = %config.listen, interval = config.interval_secs, "authority running");
+    tokio::spawn(accept(endpoint.clone(), state.clone()));
+    let schedule = schedule(endpoint.clone(), state, peers);
+    tokio::select! {
+        () = schedule => {}
+        () = trine_node::shutdown_signal() => info!("shutting down"),
+    }
+    endpoint.close();
+    Ok(())
+}
+
+/// Votes and computes on time, for ever.
+async fn schedule(endpoint: Arc<Endpoint>, state: Shared, peers: Vec<Authority>) {
+    loop {
+        tokio::time::sleep(TICK).await;
+        let now = unix_now();
+        let (valid_after, vote_due, compute_due) = {
+            let state = lock(&state);
+            let valid_after = state.next_period(now);
+            (
+                valid_after,
+                now >= state.vote_time(valid_after) && !state.has_voted(valid_after),
+                now >= state.compute_time(valid_after)
+                    && state.has_voted(valid_after)
+                    && !state.has_computed(valid_after),
+            )
+        };
+        if vote_due {
+            test_reachability(&endpoint, &state).await;
+            let vote = lock(&state).vote(valid_after, unix_now());
+            match vote {
+                Ok(vote) => {
+                    info!(valid_after, relays = vote.vote().entries().len(), "voted");
+                    let request = DirRequest::PublishVote(vote.to_bytes());
+                    broadcast(&endpoint, &peers, request);
+                }
+                Err(error) => warn!(%error, "could not vote"),
+            }
+        } else if compute_due {
+            let computed = lock(&state).compute(valid_after);
+            match computed {
+                Ok((digest, signature)) => {
+                    info!(valid_after, digest = %digest.to_hex(), "consensus computed and signed");
+                    let request = DirRequest::PublishSignature {
+                        valid_after,
+                        digest,
+                        signature,
+                    };
+                    broadcast(&endpoint, &peers, request);
+                }
+                Err(error) => {
+                    warn!(valid_after, %error, "no consensus this period");
+                    // Do not retry every tick: mark the period as done by
+                    // waiting for the next one.
+                    tokio::time::sleep(Duration::from_secs(
+                        valid_after.saturating_sub(unix_now()) + 1,
+                    ))
+                    .await;
+                }
+            }
+            lock(&state).prune(unix_now());
+        }
+    }
+}
+
+/// Connects to every relay with a descriptor, checking its identity.
+async fn test_reachability(endpoint: &Arc<Endpoint>, state: &Shared) {
+    let targets = lock(state).reachability_targets();
+    let tests = targets.into_iter().map(|(id, addresses)| {
+        let endpoint = endpoint.clone();
+        async move {
+            for address in addresses {
+                if let Ok(Ok(link)) =
+                    tokio::time::timeout(DIAL_TIMEOUT, endpoint.connect(address, id)).await
+                {
+                    link.close("reachability test done");
+                    return (id, true);
+                }
+            }
+            (id, false)
+        }
+    });
+    let results = futures_join_all(tests).await;
+    let now = unix_now();
+    let mut state = lock(state);
+    for (id, reachable) in results {
+        state.record_reachability(&id, reachable, now);
+    }
+}
+
+/// Runs futures concurrently and collects their outputs (in order).
+async fn futures_join_all<F: std::future::Future + Send + 'static>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
+    let mut outputs = Vec::with_capacity(handles.len());
+    for handle in handles {
+        if let Ok(output) = handle.await {
+            outputs.push(output);
+        }
+    }
+    outputs
+}
+
+/// Sends `request` to every peer, each in its own task; failures are
+/// logged (a peer that is down must not hold up the others).
+fn broadcast(endpoint: &Arc<Endpoint>, peers: &[Authority], request: DirRequest) {
+    for peer in peers.iter().copied() {
+        let endpoint = endpoint.clone();
+        let request = request.clone();
+        tokio::spawn(async move {
+            match ask(&endpoint, peer.address, peer.id, &request).await {
+                Ok(DirResponse::Accepted) => debug!(peer = %peer.id, "peer accepted"),
+                Ok(other) => warn!(peer = %peer.id, answer = ?other, "peer did not accept"),
+                Err(error) => warn!(peer = %peer.id, %error, "peer unreachable"),
+            }
+        });
+    }
+}
+
+/// Accepts links and answers every exchange on them.
+async fn accept(endpoint: Arc<Endpoint>, state: Shared) {
+    while let Some(incoming) = endpoint.accept().await {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let Ok(link) = incoming.accept().await else {
+                return;
+            };
+            serve_link(link, state).await;
+        });
+    }
+}
+
+async fn serve_link(link: Link, state: Shared) {
+    while let Ok(mut stream) = link.accept_circuit().await {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut first = Vec::new();
+            if !matches!(stream.read_cell(&mut first).await, Ok(true)) || !is_message_cell(&first) {
+                // Authorities carry no circuits.
+                stream.reset(0);
+                return;
+            }
+            serve_exchange(stream, first, |request| answer(&state, request)).await;
+        });
+    }
+}
+
+fn answer(state: &Shared, request: DirRequest) -> DirResponse {
+    let now = unix_now();
+    let mut state = lock(state);
+    let refused = |error: String| DirResponse::Refused(error);
+    match request {
+        DirRequest::Consensus => state
+            .best_consensus(now)
+            .map_or(DirResponse::NotAvailable, DirResponse::Consensus),
+        DirRequest::PublishDescriptor(bytes) => match state.accept_descriptor(&bytes, now) {
+            Ok(id) => {
+                debug!(relay = %id, "descriptor accepted");
+                DirResponse::Accepted
+            }
+            Err(error) => refused(error),
+        },
+        DirRequest::PublishVote(bytes) => match state.accept_vote(&bytes, now) {
+            Ok(()) => DirResponse::Accepted,
+            Err(error) => refused(error),
+        },
+        DirRequest::PublishSignature {
+            valid_after,
+            digest,
+            signature,
+        } => match state.accept_signature(valid_after, digest, signature) {
+            Ok(()) => DirResponse::Accepted,
+            Err(error) => refused(error),
+        },
+    }
+}

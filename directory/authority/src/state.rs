@@ -1,0 +1,302 @@
+//! One authority's state, without I/O: the descriptors it accepted, what it
+//! observed of each relay, the votes of the period being decided, the
+//! consensus it computed and the signatures gathered for it. The daemon
+//! feeds it requests and the clock; every decision is made here.
+//!
+//! A period of `interval` seconds starts at each multiple of it. For the
+//! period starting at `V`: the authority votes at `V - interval/2`,
+//! computes and signs the consensus at `V - interval/4` from the votes it
+//! holds (a majority of the authorities needed), and from then serves the
+//! newest consensus that carries the threshold of signatures.
+
+use std::collections::BTreeMap;
+
+use trine_circuit::{IdentityKey, RelayId};
+use trine_directory::{
+    AuthoritySet, AuthoritySignature, ComputeParams, Consensus, DescriptorRules, Digest, NetParams,
+    Observation, Period, SignedDescriptor, SignedVote, UnverifiedConsensus, UnverifiedDescriptor,
+    UnverifiedVote, Vote, VoteEntry, assign_flags, compute,
+};
+
+/// Bandwidth assumed for a relay that reports none, bytes/s. Authorities do
+/// not measure bandwidth yet: they take the relay's reported `observed`.
+pub const UNMEASURED_BANDWIDTH: u64 = 50_000;
+
+/// What the authority knows about one relay.
+#[derive(Debug, Clone)]
+struct Known {
+    descriptor: SignedDescriptor,
+    reachable: bool,
+    reachable_since: Option<u64>,
+}
+
+/// The authority.
+pub struct AuthorityState {
+    key: IdentityKey,
+    authorities: AuthoritySet,
+    interval: u64,
+    params: NetParams,
+    descriptors: BTreeMap<RelayId, Known>,
+    votes: BTreeMap<u64, BTreeMap<RelayId, SignedVote>>,
+    consensus: BTreeMap<u64, Consensus>,
+    early_signatures: BTreeMap<(u64, Digest), Vec<AuthoritySignature>>,
+}
+
+impl AuthorityState {
+    /// An authority signing with `key`, one of `authorities`.
+    pub fn new(
+        key: IdentityKey,
+        authorities: AuthoritySet,
+        interval: u64,
+        params: NetParams,
+    ) -> Self {
+        Self {
+            key,
+            authorities,
+            interval,
+            params,
+            descriptors: BTreeMap::new(),
+            votes: BTreeMap::new(),
+            consensus: BTreeMap::new(),
+            early_signatures: BTreeMap::new(),
+        }
+    }
+
+    /// This authority's key.
+    pub fn id(&self) -> RelayId {
+        self.key.relay_id()
+    }
+
+    /// Start of the next period after `now`.
+    pub fn next_period(&self, now: u64) -> u64 {
+        (now / self.interval + 1) * self.interval
+    }
+
+    /// When to vote for the period starting at `valid_after`.
+    pub fn vote_time(&self, valid_after: u64) -> u64 {
+        valid_after - self.interval / 2
+    }
+
+    /// When to compute the consensus for the period starting at `valid_after`.
+    pub fn compute_time(&self, valid_after: u64) -> u64 {
+        valid_after - self.interval / 4
+    }
+
+    fn period(&self, valid_after: u64) -> Period {
+        Period {
+            valid_after,
+            fresh_until: valid_after + self.interval,
+            valid_until: valid_after + 3 * self.interval,
+        }
+    }
+
+    /// A relay uploads its descriptor. Kept if it verifies and is newer
+    /// than the one held.
+    pub fn accept_descriptor(&mut self, bytes: &[u8], now: u64) -> Result<RelayId, String> {
+        let descriptor = UnverifiedDescriptor::from_bytes(bytes)
+            .map_err(|error| error.to_string())?
+            .verify(now, &DescriptorRules::default())
+            .map_err(|error| error.to_string())?;
+        let id = descriptor.identity();
+        let published = descriptor.descriptor().published;
+        match self.descriptors.get_mut(&id) {
+            Some(known) if known.descriptor.descriptor().published >= published => Err(format!(
+                "a descriptor published at {} or later is held",
+                known.descriptor.descriptor().published
+            )),
+            Some(known) => {
+                known.descriptor = descriptor;
+                Ok(id)
+            }
+            None => {
+                self.descriptors.insert(
+                    id,
+                    Known {
+                        descriptor,
+                        reachable: false,
+                        reachable_since: None,
+                    },
+                );
+                Ok(id)
+            }
+        }
+    }
+
+    /// Relays to test for reachability: identity and addresses.
+    pub fn reachability_targets(&self) -> Vec<(RelayId, Vec<std::net::SocketAddr>)> {
+        self.descriptors
+            .iter()
+            .map(|(id, known)| (*id, known.descriptor.descriptor().addresses.clone()))
+            .collect()
+    }
+
+    /// Records a reachability test's result.
+    pub fn record_reachability(&mut self, id: &RelayId, reachable: bool, now: u64) {
+        if let Some(known) = self.descriptors.get_mut(id) {
+            known.reachable = reachable;
+            known.reachable_since = match (reachable, known.reachable_since) {
+                (true, Some(since)) => Some(since),
+                (true, None) => Some(now),
+                (false, _) => None,
+            };
+        }
+    }
+
+    /// Whether this authority has voted for `valid_after`.
+    pub fn has_voted(&self, valid_after: u64) -> bool {
+        self.votes
+            .get(&valid_after)
+            .is_some_and(|votes| votes.contains_key(&self.id()))
+    }
+
+    /// Makes, keeps and returns this authority's vote for `valid_after`:
+    /// every descriptor still valid at `now`, with flags from what was
+    /// observed.
+    pub fn vote(&mut self, valid_after: u64, now: u64) -> Result<SignedVote, String> {
+        let rules = DescriptorRules::default();
+        self.descriptors.retain(|_, known| {
+            now.saturating_sub(known.descriptor.descriptor().published) <= rules.max_age_secs
+        });
+        let entries = self
+            .descriptors
+            .values()
+            .map(|known| {
+                let reported = known.descriptor.descriptor().bandwidth.observed;
+                let observation = Observation {
+                    reachable: known.reachable,
+                    uptime_secs: known
+                        .reachable_since
+                        .map_or(0, |since| now.saturating_sub(since)),
+                    measured_bandwidth: if reported > 0 {
+                        reported
+                    } else {
+                        UNMEASURED_BANDWIDTH
+                    },
+                };
+                let flags = assign_flags(&known.descriptor, &observation, &self.params);
+                let weight =
+                    trine_directory::assign::effective_bandwidth(&known.descriptor, &observation);
+                VoteEntry::new(&known.descriptor, flags, weight)
+            })
+            .collect();
+        let vote = Vote::new(self.period(valid_after), self.params, entries)
+            .map_err(|error| error.to_string())?
+            .sign(&self.key);
+        let me = self.id();
+        self.votes
+            .entry(valid_after)
+            .or_default()
+            .insert(me, vote.clone());
+        Ok(vote)
+    }
+
+    /// Another authority's vote.
+    pub fn accept_vote(&mut self, bytes: &[u8], now: u64) -> Result<(), String> {
+        let vote = UnverifiedVote::from_bytes(bytes)
+            .map_err(|error| error.to_string())?
+            .verify(&self.authorities)
+            .map_err(|error| error.to_string())?;
+        let valid_after = vote.vote().period().valid_after;
+        if valid_after != self.next_period(now)
+            && valid_after != self.next_period(now) + self.interval
+        {
+            return Err(format!(
+                "vote for valid_after {valid_after} is not for the coming period"
+            ));
+        }
+        self.votes
+            .entry(valid_after)
+            .or_default()
+            .insert(vote.authority(), vote);
+        Ok(())
+    }
+
+    /// Whether the consensus for `valid_after` was computed.
+    pub fn has_computed(&self, valid_after: u64) -> bool {
+        self.consensus.contains_key(&valid_after)
+    }
+
+    /// Computes and signs the consensus for `valid_after` from the votes
+    /// held (at least a majority of the authorities). Returns the digest and
+    /// this authority's signature, to send to the others.
+    pub fn compute(&mut self, valid_after: u64) -> Result<(Digest, AuthoritySignature), String> {
+        let votes: Vec<SignedVote> = self
+            .votes
+            .get(&valid_after)
+            .map(|votes| votes.values().cloned().collect())
+            .unwrap_or_default();
+        let params = ComputeParams {
+            valid_after,
+            min_votes: self.authorities.keys().len() / 2 + 1,
+        };
+        let body = compute(&votes, &params).map_err(|error| error.to_string())?;
+        let signature = body.sign(&self.key);
+        let mut consensus = Consensus::new(body).with_signatures([signature]);
+        let digest = *consensus.digest();
+        if let Some(early) = self.early_signatures.remove(&(valid_after, digest)) {
+            consensus = consensus.with_signatures(early);
+        }
+        self.consensus.insert(valid_after, consensus);
+        Ok((digest, signature))
+    }
+
+    /// Another authority's signature on the consensus for `valid_after`.
+    /// Kept if it verifies; held until this authority's own consensus for
+    /// that period exists if it arrives first.
+    pub fn accept_signature(
+        &mut self,
+        valid_after: u64,
+        digest: Digest,
+        signature: AuthoritySignature,
+    ) -> Result<(), String> {
+        if !self.authorities.contains(&signature.authority) {
+            return Err("signature by a key that is not an authority".into());
+        }
+        signature
+            .verify(&digest)
+            .map_err(|_| "signature does not verify".to_string())?;
+        match self.consensus.remove(&valid_after) {
+            Some(consensus) if *consensus.digest() == digest => {
+                self.consensus
+                    .insert(valid_after, consensus.with_signatures([signature]));
+                Ok(())
+            }
+            Some(consensus) => {
+                self.consensus.insert(valid_after, consensus);
+                Err("signature over a different consensus than this authority computed".into())
+            }
+            None => {
+                let early = self
+                    .early_signatures
+                    .entry((valid_after, digest))
+                    .or_default();
+                if early.len() < self.authorities.keys().len() {
+                    early.push(signature);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The newest consensus clients would accept at `now`, encoded.
+    pub fn best_consensus(&self, now: u64) -> Option<Vec<u8>> {
+        self.consensus.values().rev().find_map(|consensus| {
+            let bytes = consensus.to_bytes();
+            UnverifiedConsensus::from_bytes(&bytes)
+                .ok()?
+                .verify(&self.authorities, now, None)
+                .ok()
+                .map(|_| bytes)
+        })
+    }
+
+    /// Forgets votes, signatures and consensus documents no longer needed.
+    pub fn prune(&mut self, now: u64) {
+        let horizon = now.saturating_sub(3 * self.interval);
+        self.votes.retain(|valid_after, _| *valid_after >= horizon);
+        self.consensus
+            .retain(|valid_after, _| *valid_after >= horizon);
+        self.early_signatures
+            .retain(|(valid_after, _), _| *valid_after >= horizon);
+    }
+}

@@ -1,0 +1,246 @@
+//! The client's entry guards: a small, long-lived, persisted set of relays
+//! it is willing to use as first hop.
+//!
+//! Guards are sampled (weighted by guard-position bandwidth) into an
+//! ordered list. The first [`GuardParams::primary_count`] sampled guards
+//! that the consensus lists as usable are the *primary* guards; the client
+//! uses the first usable one and moves down the list only while those
+//! before it are failing. Each guard is kept for a random lifetime, dropped
+//! as soon as the consensus stops listing it, and never dropped for failing
+//! (a failure only delays its next use), so an attacker who can knock
+//! guards over cannot push a client on to new ones. Parameters and reasons:
+//! `docs/path-selection.md`.
+
+mod storage;
+
+use std::collections::{HashMap, HashSet};
+
+use rand::Rng;
+use trine_circuit::RelayId;
+
+use crate::path::{Candidate, Position, PositionWeights, choice};
+
+pub use storage::{GuardStateError, MAX_STORED_GUARDS};
+
+const DAY: u64 = 24 * 60 * 60;
+
+/// How many guards to keep and for how long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardParams {
+    /// Sampled guards the consensus lists as usable that the state tops up
+    /// to (default 20).
+    pub sample_size: usize,
+    /// Most guards the state holds, usable or not (default 40, at most
+    /// [`MAX_STORED_GUARDS`]): bounds growth when sampled guards lose flags.
+    pub max_sampled: usize,
+    /// How many of the first usable sampled guards are primary (default 3).
+    pub primary_count: usize,
+    /// Shortest lifetime of a sampled guard, seconds (default 60 days).
+    pub min_lifetime: u64,
+    /// Longest lifetime of a sampled guard, seconds (default 120 days).
+    pub max_lifetime: u64,
+    /// Wait after a guard's first failure before trying it again, seconds
+    /// (default 10 minutes); doubles with each further failure.
+    pub first_retry_delay: u64,
+    /// Longest wait before trying a failed guard again, seconds (default 6
+    /// hours).
+    pub max_retry_delay: u64,
+}
+
+impl Default for GuardParams {
+    fn default() -> Self {
+        Self {
+            sample_size: 20,
+            max_sampled: 40,
+            primary_count: 3,
+            min_lifetime: 60 * DAY,
+            max_lifetime: 120 * DAY,
+            first_retry_delay: 10 * 60,
+            max_retry_delay: 6 * 60 * 60,
+        }
+    }
+}
+
+/// One sampled guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardEntry {
+    /// The relay.
+    pub id: RelayId,
+    /// When it was sampled, UNIX seconds.
+    pub added_at: u64,
+    /// When it is dropped and replaced, UNIX seconds (`added_at` plus its
+    /// random lifetime).
+    pub expires_at: u64,
+    /// Whether the latest consensus lists it with Guard, Running and Valid.
+    pub listed_usable: bool,
+    /// Failures since it last worked.
+    pub failures: u32,
+    /// After a failure, when it may be tried again, UNIX seconds.
+    pub retry_at: Option<u64>,
+    /// When a circuit through it last worked, UNIX seconds.
+    pub last_success_at: Option<u64>,
+}
+
+impl GuardEntry {
+    /// Whether the consensus lists it as a guard and it has not expired.
+    fn is_listed_at(&self, now: u64) -> bool {
+        self.listed_usable && now < self.expires_at
+    }
+
+    /// Whether it may be used now: listed, unexpired, not waiting to retry.
+    fn is_usable_at(&self, now: u64) -> bool {
+        self.is_listed_at(now) && self.retry_at.is_none_or(|retry_at| retry_at <= now)
+    }
+}
+
+/// The client's sampled guards, in order of preference.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct GuardState {
+    params: GuardParams,
+    sampled: Vec<GuardEntry>,
+}
+
+impl GuardState {
+    /// An empty state; the first [`Self::update`] samples the guards.
+    pub fn new(params: GuardParams) -> Self {
+        Self {
+            params,
+            sampled: Vec::new(),
+        }
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &GuardParams {
+        &self.params
+    }
+
+    /// Every sampled guard, most preferred first.
+    pub fn entries(&self) -> &[GuardEntry] {
+        &self.sampled
+    }
+
+    /// Reconciles the state with a new consensus at time `now`: drops
+    /// guards whose lifetime is over and guards the consensus no longer
+    /// lists, records which remaining guards are listed with Guard, Running
+    /// and Valid, and samples new guards (appended, so least preferred)
+    /// until [`GuardParams::sample_size`] are usable or
+    /// [`GuardParams::max_sampled`] are held.
+    ///
+    /// An empty `candidates` is taken as "no consensus", not as a network
+    /// without relays: the state is left as it is, so a caller that failed
+    /// to load its consensus does not throw its guards away.
+    pub fn update<R: Rng + ?Sized>(&mut self, candidates: &[Candidate], now: u64, rng: &mut R) {
+        if candidates.is_empty() {
+            return;
+        }
+        let mut listed: HashMap<RelayId, bool> = HashMap::new();
+        for candidate in candidates {
+            *listed.entry(candidate.id).or_default() |= candidate.is_guard_eligible();
+        }
+        self.sampled
+            .retain(|entry| now < entry.expires_at && listed.contains_key(&entry.id));
+        for entry in &mut self.sampled {
+            entry.listed_usable = listed.get(&entry.id).copied().unwrap_or(false);
+        }
+        self.top_up(candidates, now, rng);
+    }
+
+    /// Samples new guards, weighted by guard-position weight, until enough
+    /// are usable or the state is full.
+    fn top_up<R: Rng + ?Sized>(&mut self, candidates: &[Candidate], now: u64, rng: &mut R) {
+        let held: HashSet<RelayId> = self.sampled.iter().map(|entry| entry.id).collect();
+        let weights = PositionWeights::compute(candidates);
+        let mut pool: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|candidate| candidate.is_guard_eligible() && !held.contains(&candidate.id))
+            .collect();
+        let capacity = self.params.max_sampled.min(MAX_STORED_GUARDS);
+        while self.listed_count() < self.params.sample_size && self.sampled.len() < capacity {
+            let Some(index) = choice::choose(&pool, Position::Guard, &weights, rng) else {
+                break;
+            };
+            let id = pool[index].id;
+            pool.retain(|candidate| candidate.id != id);
+            let lifetime = self.random_lifetime(rng);
+            self.sampled.push(GuardEntry {
+                id,
+                added_at: now,
+                expires_at: now.saturating_add(lifetime),
+                listed_usable: true,
+                failures: 0,
+                retry_at: None,
+                last_success_at: None,
+            });
+        }
+    }
+
+    fn listed_count(&self) -> usize {
+        self.sampled
+            .iter()
+            .filter(|entry| entry.listed_usable)
+            .count()
+    }
+
+    /// A lifetime drawn uniformly between the two bounds (in either order).
+    fn random_lifetime<R: Rng + ?Sized>(&self, rng: &mut R) -> u64 {
+        let (low, high) = (self.params.min_lifetime, self.params.max_lifetime);
+        rng.gen_range(low.min(high)..=low.max(high))
+    }
+
+    /// The primary guards at `now`: the first
+    /// [`GuardParams::primary_count`] sampled guards that are listed and
+    /// unexpired, whether or not they are waiting to be retried.
+    pub fn primary(&self, now: u64) -> impl Iterator<Item = &GuardEntry> {
+        self.sampled
+            .iter()
+            .filter(move |entry| entry.is_listed_at(now))
+            .take(self.params.primary_count)
+    }
+
+    /// The guards that may be used at `now`, most preferred first: listed,
+    /// unexpired and not waiting to be retried. The usable primary guards
+    /// come first, in order; the others follow only as fallbacks.
+    pub fn usable(&self, now: u64) -> impl Iterator<Item = RelayId> + '_ {
+        self.sampled
+            .iter()
+            .filter(move |entry| entry.is_usable_at(now))
+            .map(|entry| entry.id)
+    }
+
+    /// The guard to use at `now`: the first usable primary guard, else the
+    /// first usable sampled guard; `None` when every guard is unlisted,
+    /// expired or waiting to be retried.
+    pub fn pick(&self, now: u64) -> Option<RelayId> {
+        self.usable(now).next()
+    }
+
+    /// Records that a circuit through `id` failed at `now`: it is skipped
+    /// until its retry time, which doubles from
+    /// [`GuardParams::first_retry_delay`] with each failure in a row, up to
+    /// [`GuardParams::max_retry_delay`]. Unknown guards are ignored.
+    pub fn mark_failed(&mut self, id: RelayId, now: u64) {
+        let (first, max) = (self.params.first_retry_delay, self.params.max_retry_delay);
+        if let Some(entry) = self.entry_mut(id) {
+            entry.failures = entry.failures.saturating_add(1);
+            let doublings = entry.failures.saturating_sub(1);
+            let delay = first
+                .saturating_mul(2u64.saturating_pow(doublings))
+                .min(max);
+            entry.retry_at = Some(now.saturating_add(delay));
+        }
+    }
+
+    /// Records that a circuit through `id` worked at `now`: its failures
+    /// are forgotten. Unknown guards are ignored.
+    pub fn mark_succeeded(&mut self, id: RelayId, now: u64) {
+        if let Some(entry) = self.entry_mut(id) {
+            entry.failures = 0;
+            entry.retry_at = None;
+            entry.last_success_at = Some(now);
+        }
+    }
+
+    fn entry_mut(&mut self, id: RelayId) -> Option<&mut GuardEntry> {
+        self.sampled.iter_mut().find(|entry| entry.id == id)
+    }
+}
