@@ -147,6 +147,20 @@ impl<C> Decode<C> for RelayEntry {
 }
 bincode::impl_borrow_decode!(RelayEntry);
 
+impl From<&RelayEntry> for crate::path::Candidate {
+    /// The consensus entry as path selection sees it.
+    fn from(entry: &RelayEntry) -> Self {
+        Self {
+            id: entry.identity,
+            addresses: entry.addresses.clone(),
+            family: entry.family.clone(),
+            flags: entry.flags,
+            weight: entry.weight,
+            exit_allows_general: entry.exit.allows_general,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -3,6 +3,7 @@
 //! setup and the shutdown signal.
 
 pub mod authorities;
+pub mod cache;
 pub mod dirclient;
 pub mod keyfile;
 

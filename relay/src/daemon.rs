@@ -29,6 +29,7 @@ use crate::exit::runtime::{DnsAnswer, ExitRuntime, TUN_QUEUE};
 use crate::keys::KeyStore;
 use crate::limits::{SourceLimiter, TokenBucket};
 use crate::metrics::{self, Snapshot};
+use trine_node::cache::ConsensusStore;
 
 /// Cells queued toward one circuit stream before further cells are dropped.
 const STREAM_QUEUE: usize = 256;
@@ -103,7 +104,11 @@ pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
         "relay running"
     );
 
-    let cache: ConsensusCache = Arc::default();
+    let cache_file = config.key_dir.with_file_name("cached-consensus");
+    let cache: ConsensusCache = Arc::new(std::sync::RwLock::new(match &config.directory {
+        Some((authorities, _)) => ConsensusStore::open(&cache_file, &authorities.set, unix_now()),
+        None => ConsensusStore::empty(&cache_file),
+    }));
     let mut descriptors = match &config.directory {
         Some((authorities, every)) => {
             let (descriptors, updates) =

@@ -11,16 +11,17 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use trine_circuit::OnionKeyCert;
 use trine_directory::wire::{DirRequest, DirResponse};
-use trine_directory::{Bandwidth, Descriptor, ExitSummary, PortRange, VerifiedConsensus};
+use trine_directory::{Bandwidth, Descriptor, ExitSummary, PortRange};
 use trine_link::{CircuitStream, Endpoint};
 use trine_node::authorities::Authorities;
+use trine_node::cache::ConsensusStore;
 use trine_node::dirclient::{ask, fetch_consensus, serve_exchange};
 
 use crate::config::Config;
 use crate::keys::KeyStore;
 
-/// The consensus this relay holds and serves.
-pub type ConsensusCache = Arc<RwLock<Option<VerifiedConsensus>>>;
+/// The consensus this relay holds and serves (cached on disk).
+pub type ConsensusCache = Arc<RwLock<ConsensusStore>>;
 
 /// How often the consensus is fetched.
 const FETCH_EVERY: Duration = Duration::from_secs(30);
@@ -87,13 +88,13 @@ pub async fn run(
                 publish_all(&endpoint, &authorities, descriptor).await;
             }
             _ = fetch.tick() => {
-                let held = cache.read().unwrap_or_else(PoisonError::into_inner).clone();
+                let held = cache.read().unwrap_or_else(PoisonError::into_inner).held().cloned();
                 match fetch_consensus(&endpoint, &authorities, held.as_ref(), now()).await {
                     Ok(consensus) => {
-                        if held.as_ref().map(|h| h.digest()) != Some(consensus.digest()) {
-                            info!(valid_after = consensus.period().valid_after, relays = consensus.relays().len(), "new consensus");
+                        let (valid_after, relays) = (consensus.period().valid_after, consensus.relays().len());
+                        if cache.write().unwrap_or_else(PoisonError::into_inner).replace(consensus) {
+                            info!(valid_after, relays, "new consensus");
                         }
-                        *cache.write().unwrap_or_else(PoisonError::into_inner) = Some(consensus);
                     }
                     Err(error) => debug!(%error, "consensus fetch failed; keeping the one held"),
                 }
@@ -122,7 +123,7 @@ pub async fn serve(stream: CircuitStream, first: Vec<u8>, cache: ConsensusCache)
         DirRequest::Consensus => cache
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .as_ref()
+            .held()
             .map_or(DirResponse::NotAvailable, |consensus| {
                 DirResponse::Consensus(consensus.to_bytes())
             }),
