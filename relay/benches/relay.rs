@@ -23,11 +23,14 @@
 //! `--streams-only` holds 10,000 accepted `trine_link` circuit streams with
 //! one first cell read on each and nothing else (QUIC stream state), and
 //! `--tasks-only` sets up, per circuit, what the daemon's `spawn_stream`
-//! does besides the stream itself: a bounded channel of 256 cells, a writer
-//! task and a reader task (with trivial futures: a floor for that cost),
-//! plus the writers map entry. What is left is the difference.
+//! does besides the stream itself: the daemon's own cell queue (its source
+//! file is compiled in here), one task (with a trivial future: a floor for
+//! that cost), plus the writers map entry. What is left is the difference.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+#[path = "../src/cellqueue.rs"]
+#[allow(dead_code, unused_imports)]
+mod cellqueue;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -682,13 +685,13 @@ async fn memory() {
         mib(table_after),
     );
     println!(
-        "| channel(256) + writers-map entry | {:.1} MiB | | {:.1} MiB | {:.0} B | | |",
+        "| cell queue + writers-map entry | {:.1} MiB | | {:.1} MiB | {:.0} B | | |",
         mib(tasks_before),
         mib(tasks_channels),
         per_circuit(tasks_before, tasks_channels),
     );
     println!(
-        "| + reader and writer tasks | {:.1} MiB | | {:.1} MiB | {tasks_cost:.0} B (tasks alone {:.0} B) | | |",
+        "| + the stream's task | {:.1} MiB | | {:.1} MiB | {tasks_cost:.0} B (tasks alone {:.0} B) | | |",
         mib(tasks_channels),
         mib(tasks_after),
         per_circuit(tasks_channels, tasks_after),
@@ -700,7 +703,7 @@ async fn memory() {
     );
     println!(
         "split of the daemon's {daemon:.0} B: RelayTable {table_cost:.0} B, QUIC streams {quic_cost:.0} B, \
-         tasks+channel+map (trivial futures) {tasks_cost:.0} B, rest {:.0} B (by difference: \
+         task+queue+map (trivial future) {tasks_cost:.0} B, rest {:.0} B (by difference: \
          the real tasks' larger futures and read buffers, allocator slack)",
         daemon - table_cost - quic_cost - tasks_cost
     );
@@ -809,10 +812,9 @@ fn streams_only() {
 
 /// `--tasks-only`: prints `TASKS rss_before rss_with_channels rss_after`
 /// (bytes) around setting up, `CIRCUITS` times, what the daemon's
-/// `spawn_stream` adds to a stream: first a bounded channel of 256 cells
-/// with its sender in a map (as the core loop's writers map holds it), then
-/// a writer task draining the channel and a reader task holding a sender
-/// to the core loop.
+/// `spawn_stream` adds to a stream: first the cell queue with its sender
+/// in a map (as the core loop's writers map holds it), then the one task
+/// that drains the queue and holds a sender to the core loop.
 fn tasks_only() {
     runtime().block_on(async {
         let (core, mut inputs) = tokio::sync::mpsc::channel::<(CircuitRef, Vec<u8>)>(4096);
@@ -827,17 +829,16 @@ fn tasks_only() {
                 link: (index / 1000) as u64,
                 circ: (index % 1000) as u64 * 4,
             };
-            let (writer, queue) = tokio::sync::mpsc::channel::<Vec<u8>>(256);
+            let (writer, queue) = cellqueue::cell_queue(256);
             writers.insert(end, writer);
             queues.push((end, queue));
         }
         let channels = rss(pid).0;
         for (end, mut queue) in queues {
-            tokio::spawn(async move { while queue.recv().await.is_some() {} });
             let input = core.clone();
             tokio::spawn(async move {
                 let buf = Vec::with_capacity(128);
-                std::future::pending::<()>().await;
+                while queue.recv().await.is_some() {}
                 let _ = input.send((end, buf)).await;
             });
         }

@@ -22,6 +22,7 @@ use trine_circuit::{Channel, CircuitRef, Reason, RelayAction, RelayId, RelayTabl
 use trine_link::message::is_message_cell;
 use trine_link::{CircuitStream, Endpoint, Link, LinkConfig};
 
+use crate::cellqueue::{CellSender, cell_queue};
 use crate::config::Config;
 use crate::directory::{self, ConsensusCache};
 use crate::exit::engine::ExitEngine;
@@ -49,7 +50,7 @@ enum Input {
     },
     StreamUp {
         end: CircuitRef,
-        writer: mpsc::Sender<Vec<u8>>,
+        writer: CellSender,
     },
     StreamDown {
         end: CircuitRef,
@@ -62,7 +63,7 @@ enum Input {
     ExtendOpened {
         circuit: CircuitHandle,
         end: CircuitRef,
-        writer: mpsc::Sender<Vec<u8>>,
+        writer: CellSender,
     },
     ExtendFailed {
         circuit: CircuitHandle,
@@ -230,7 +231,7 @@ struct Core {
     table: RelayTable<OsRng>,
     links: HashMap<LinkId, LinkEntry>,
     by_peer: HashMap<RelayId, LinkId>,
-    writers: HashMap<CircuitRef, mpsc::Sender<Vec<u8>>>,
+    writers: HashMap<CircuitRef, CellSender>,
     creates: SourceLimiter,
     bandwidth: Option<TokenBucket>,
     endpoint: Arc<Endpoint>,
@@ -575,35 +576,25 @@ async fn accepted_stream(
     drop(spawn_stream(end, stream, Some(first), input));
 }
 
-/// Starts the reader and writer tasks of one circuit stream and registers
-/// the writer with the core loop (before any cell it reads). Returns the
-/// writer too, for the caller that opened the stream.
+/// Starts the task that moves one circuit stream's cells both ways (one
+/// task, not two: idle circuits are the bulk of a relay's memory) and
+/// registers its queue with the core loop before any cell it reads.
+/// Returns the queue too, for the caller that opened the stream.
 fn spawn_stream(
     end: CircuitRef,
     stream: CircuitStream,
     first: Option<Vec<u8>>,
     input: mpsc::Sender<Input>,
-) -> mpsc::Sender<Vec<u8>> {
-    let (writer, mut queue) = mpsc::channel::<Vec<u8>>(STREAM_QUEUE);
+) -> CellSender {
+    let (writer, mut queue) = cell_queue(STREAM_QUEUE);
     let (mut send, mut recv) = stream.split();
-    tokio::spawn(async move {
-        while let Some(cell) = queue.recv().await {
-            if send.write_cell(&cell).await.is_err() {
-                return;
-            }
-        }
-        send.finish();
-    });
     let registered = writer.clone();
     tokio::spawn(async move {
-        if input
-            .send(Input::StreamUp {
-                end,
-                writer: registered,
-            })
-            .await
-            .is_err()
-        {
+        let up = Input::StreamUp {
+            end,
+            writer: registered,
+        };
+        if input.send(up).await.is_err() {
             return;
         }
         if let Some(bytes) = first {
@@ -617,22 +608,41 @@ fn spawn_stream(
             }
         }
         let mut buf = Vec::new();
-        loop {
-            match recv.read_cell(&mut buf).await {
-                Ok(true) => {
-                    let cell = Input::Cell {
-                        end,
-                        channel: Channel::Control,
-                        bytes: buf.clone(),
-                    };
-                    if input.send(cell).await.is_err() {
-                        return;
+        let (mut reading, mut writing) = (true, true);
+        while reading || writing {
+            // Both futures are cancel-safe; the write and the hand-over to
+            // the core run in the branch bodies, never raced.
+            tokio::select! {
+                cell = queue.recv(), if writing => match cell {
+                    Some(cell) => {
+                        if send.write_cell(&cell).await.is_err() {
+                            writing = false;
+                        }
                     }
-                }
-                Ok(false) | Err(_) => {
-                    let _ = input.send(Input::StreamDown { end }).await;
-                    return;
-                }
+                    None => {
+                        // The core dropped the queue: nothing more to send.
+                        send.finish();
+                        writing = false;
+                    }
+                },
+                read = recv.read_cell(&mut buf), if reading => match read {
+                    Ok(true) => {
+                        let cell = Input::Cell {
+                            end,
+                            channel: Channel::Control,
+                            bytes: buf.clone(),
+                        };
+                        if input.send(cell).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(false) | Err(_) => {
+                        reading = false;
+                        if input.send(Input::StreamDown { end }).await.is_err() {
+                            return;
+                        }
+                    }
+                },
             }
         }
     });

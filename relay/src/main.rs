@@ -1,6 +1,7 @@
 //! `trine-relay`: the Trine relay daemon. `init` makes keys and a commented
 //! configuration, `run` relays, `fingerprint` prints the identity.
 
+mod cellqueue;
 mod config;
 mod daemon;
 mod directory;
