@@ -22,6 +22,10 @@ use trine_directory::{
 /// not measure bandwidth yet: they take the relay's reported `observed`.
 pub const UNMEASURED_BANDWIDTH: u64 = 50_000;
 
+/// Most descriptors an authority holds: anyone can make an identity, so
+/// uploads of new ones are refused beyond this.
+pub const MAX_DESCRIPTORS: usize = 50_000;
+
 /// What the authority knows about one relay.
 #[derive(Debug, Clone)]
 struct Known {
@@ -99,6 +103,7 @@ impl AuthorityState {
             .map_err(|error| error.to_string())?;
         let id = descriptor.identity();
         let published = descriptor.descriptor().published;
+        let full = self.descriptors.len() >= MAX_DESCRIPTORS;
         match self.descriptors.get_mut(&id) {
             Some(known) if known.descriptor.descriptor().published >= published => Err(format!(
                 "a descriptor published at {} or later is held",
@@ -108,6 +113,9 @@ impl AuthorityState {
                 known.descriptor = descriptor;
                 Ok(id)
             }
+            None if full => Err(format!(
+                "this authority holds {MAX_DESCRIPTORS} descriptors already"
+            )),
             None => {
                 self.descriptors.insert(
                     id,
@@ -298,5 +306,116 @@ impl AuthorityState {
             .retain(|valid_after, _| *valid_after >= horizon);
         self.early_signatures
             .retain(|(valid_after, _), _| *valid_after >= horizon);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use rand::rngs::OsRng;
+    use trine_circuit::{OnionKeyCert, OnionSecretKey};
+    use trine_directory::{Bandwidth, Descriptor, ExitSummary};
+
+    const NOW: u64 = 1_000_000;
+
+    fn descriptor(key: &IdentityKey, published: u64) -> Vec<u8> {
+        let onion_key = OnionSecretKey::generate(&mut OsRng).public_key();
+        Descriptor {
+            identity: key.relay_id(),
+            onion_key,
+            onion_cert: OnionKeyCert::issue(key, onion_key, NOW + 86_400),
+            addresses: vec![([198, 18, 0, 5], 9443).into()],
+            nickname: "relay".into(),
+            family: Vec::new(),
+            bandwidth: Bandwidth::default(),
+            exit: ExitSummary::REJECT_ALL,
+            version: "test".into(),
+            published,
+        }
+        .sign(key)
+        .unwrap()
+        .to_bytes()
+    }
+
+    fn authorities(n: usize) -> (Vec<IdentityKey>, AuthoritySet) {
+        let keys: Vec<IdentityKey> = (0..n).map(|_| IdentityKey::generate(&mut OsRng)).collect();
+        let set = AuthoritySet::new(keys.iter().map(IdentityKey::relay_id), n / 2 + 1).unwrap();
+        (keys, set)
+    }
+
+    fn state(key: &IdentityKey, set: &AuthoritySet) -> AuthorityState {
+        let key = IdentityKey::from_secret_bytes(&key.to_secret_bytes());
+        AuthorityState::new(key, set.clone(), 60, NetParams::default())
+    }
+
+    #[test]
+    fn only_newer_descriptors_replace_the_held_one() {
+        let (keys, set) = authorities(1);
+        let mut authority = state(&keys[0], &set);
+        let relay = IdentityKey::generate(&mut OsRng);
+        authority
+            .accept_descriptor(&descriptor(&relay, NOW - 10), NOW)
+            .unwrap();
+        assert!(
+            authority
+                .accept_descriptor(&descriptor(&relay, NOW - 20), NOW)
+                .is_err()
+        );
+        authority
+            .accept_descriptor(&descriptor(&relay, NOW), NOW)
+            .unwrap();
+        assert!(authority.accept_descriptor(b"garbage", NOW).is_err());
+        let forged = {
+            let mut bytes = descriptor(&relay, NOW + 1);
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+            bytes
+        };
+        assert!(authority.accept_descriptor(&forged, NOW).is_err());
+    }
+
+    #[test]
+    fn two_of_three_make_a_consensus_and_early_or_foreign_signatures_are_handled() {
+        let (keys, set) = authorities(3);
+        let mut a = state(&keys[0], &set);
+        let mut b = state(&keys[1], &set);
+        let relay = IdentityKey::generate(&mut OsRng);
+        for authority in [&mut a, &mut b] {
+            authority
+                .accept_descriptor(&descriptor(&relay, NOW), NOW)
+                .unwrap();
+            authority.record_reachability(&relay.relay_id(), true, NOW);
+        }
+        let valid_after = a.next_period(NOW);
+        let vote_a = a.vote(valid_after, NOW).unwrap();
+        let vote_b = b.vote(valid_after, NOW).unwrap();
+        a.accept_vote(&vote_b.to_bytes(), NOW).unwrap();
+        b.accept_vote(&vote_a.to_bytes(), NOW).unwrap();
+        // b signs first; its signature reaches a before a computes.
+        let (digest_b, signature_b) = b.compute(valid_after).unwrap();
+        a.accept_signature(valid_after, digest_b, signature_b)
+            .unwrap();
+        assert!(
+            a.best_consensus(valid_after).is_none(),
+            "nothing computed yet"
+        );
+        let (digest_a, signature_a) = a.compute(valid_after).unwrap();
+        assert_eq!(digest_a, digest_b, "same votes, same consensus");
+        b.accept_signature(valid_after, digest_a, signature_a)
+            .unwrap();
+        for authority in [&a, &b] {
+            let bytes = authority.best_consensus(valid_after).unwrap();
+            let verified = UnverifiedConsensus::from_bytes(&bytes)
+                .unwrap()
+                .verify(&set, valid_after, None)
+                .unwrap();
+            assert_eq!(verified.signers().len(), 2);
+            assert_eq!(verified.relays().len(), 1);
+        }
+        // A key outside the authority set cannot add a signature.
+        let outsider = IdentityKey::generate(&mut OsRng);
+        let foreign = AuthoritySignature::new(&digest_a, &outsider);
+        assert!(a.accept_signature(valid_after, digest_a, foreign).is_err());
     }
 }
