@@ -1,0 +1,31 @@
+//! Typed errors of the simulator.
+
+use std::path::PathBuf;
+
+/// Why a scenario could not be read or a run could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The scenario file is not valid TOML or does not match the format
+    /// (unknown keys are refused, naming the field).
+    #[error("scenario: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// The scenario parses but a value is out of range.
+    #[error("scenario: {field}: {reason}")]
+    Invalid {
+        /// The offending field, as a dotted TOML path.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The resolved scenario could not be written back as TOML.
+    #[error("cannot write the resolved scenario: {0}")]
+    Serialize(#[from] toml::ser::Error),
+    /// Reading the scenario or writing an output failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}

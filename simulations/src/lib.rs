@@ -1,0 +1,19 @@
+//! trine-sim: the research simulator.
+//!
+//! Engine 1 (path security) runs every client's guard choice and circuits
+//! through the path selection and guard code that ships in
+//! `trine-directory`, over event-driven simulated time, and measures how
+//! often an adversary running relays sees both ends of a circuit. Same
+//! scenario and seed, same bytes out. See `docs/simulator.md`.
+
+pub mod dist;
+pub mod engine;
+pub mod error;
+pub mod network;
+pub mod output;
+pub mod scenario;
+
+pub use engine::{RunResult, run};
+pub use error::SimError;
+pub use network::Network;
+pub use scenario::{EXAMPLE, Scenario};

@@ -1,0 +1,111 @@
+//! Engine 1 against closed forms, with binomial confidence bounds
+//! computed here (five standard deviations), never fixed outputs.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use trine_directory::{PathConfig, Position, PositionWeights, select_exit};
+use trine_sim::Network;
+
+use common::{assert_binomial, small};
+
+/// The adversary's share of the exit-position weight, as path selection
+/// computes it.
+fn exit_share(network: &Network) -> f64 {
+    let candidates = network.candidates();
+    let weights = PositionWeights::compute(candidates);
+    let (mut ours, mut total) = (0u128, 0u128);
+    for relay in candidates {
+        let weight = weights.weight_of(relay, Position::Exit);
+        total += weight;
+        if network.is_adversary(&relay.id) {
+            ours += weight;
+        }
+    }
+    ours as f64 / total as f64
+}
+
+fn network(seed: u64) -> Network {
+    let scenario = small(1, 1.0, 1.0, 0.0);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    Network::generate(&scenario.relays, &scenario.adversary, &mut rng)
+}
+
+#[test]
+fn adversary_exit_fraction_matches_its_exit_weight() {
+    let network = network(11);
+    let p = exit_share(&network);
+    assert!(p > 0.01 && p < 0.99, "degenerate share {p}");
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let config = PathConfig::default();
+    let draws = 20_000;
+    let mut hits = 0;
+    for _ in 0..draws {
+        let exit = select_exit(network.candidates(), &[], &config, &mut rng)
+            .unwrap_or_else(|error| panic!("no exit: {error}"));
+        hits += u64::from(network.is_adversary(&exit.id));
+    }
+    assert_binomial("adversary exits", hits, draws, p);
+}
+
+#[test]
+fn at_least_one_compromised_among_c_circuits() {
+    let network = network(21);
+    let p = exit_share(&network);
+    let mut rng = ChaCha8Rng::seed_from_u64(22);
+    let config = PathConfig::default();
+    let (clients, circuits) = (2_000u64, 8);
+    let mut compromised_clients = 0;
+    for _ in 0..clients {
+        let mut any = false;
+        for _ in 0..circuits {
+            let exit = select_exit(network.candidates(), &[], &config, &mut rng)
+                .unwrap_or_else(|error| panic!("no exit: {error}"));
+            any |= network.is_adversary(&exit.id);
+        }
+        compromised_clients += u64::from(any);
+    }
+    let expected = 1.0 - (1.0 - p).powi(circuits);
+    assert_binomial(
+        "clients with ≥1 adversary exit",
+        compromised_clients,
+        clients,
+        expected,
+    );
+}
+
+/// Through the full engine (guards, `select_path`): a client's guard is
+/// the adversary's with the adversary's guard-weight share, and a client
+/// with an adversary guard has each circuit compromised with the
+/// adversary's exit-weight share (its guards and exits share no /16 or
+/// family, so no exit is excluded beside its guard).
+#[test]
+fn engine_matches_guard_and_exit_shares() {
+    let scenario = small(1_500, 1.0, 3.0, 0.0);
+    let result = trine_sim::run(&scenario, 31);
+    let active: Vec<_> = result.clients.iter().filter(|c| c.circuits > 0).collect();
+    let bad_guard: Vec<_> = active.iter().filter(|c| c.adversary_guard > 0).collect();
+    for client in &bad_guard {
+        assert_eq!(client.adversary_guard, client.circuits, "guard changed");
+    }
+    assert_binomial(
+        "clients with an adversary guard",
+        bad_guard.len() as u64,
+        active.len() as u64,
+        result.adversary_guard_share,
+    );
+    let circuits: u64 = bad_guard.iter().map(|c| c.circuits).sum();
+    let compromised: u64 = bad_guard.iter().map(|c| c.compromised).sum();
+    assert!(
+        circuits > 100,
+        "too few circuits through adversary guards: {circuits}"
+    );
+    assert_binomial(
+        "compromised circuits through adversary guards",
+        compromised,
+        circuits,
+        result.adversary_exit_share,
+    );
+}

@@ -1,0 +1,85 @@
+//! The scenario format: the example parses, unknown keys and bad values
+//! are refused naming the field, and extreme adversaries give the obvious
+//! answers.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+
+use trine_sim::{EXAMPLE, Scenario, SimError};
+
+#[test]
+fn example_parses_and_round_trips() {
+    let scenario = Scenario::from_toml(EXAMPLE).unwrap_or_else(|error| panic!("{error}"));
+    let text = scenario.to_toml().unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(Scenario::from_toml(&text).ok(), Some(scenario));
+}
+
+#[test]
+fn unknown_keys_are_refused_by_name() {
+    let cases = [
+        ("[time]\n", "[time]\nhourz = 3\n", "hourz"),
+        ("[clients]\n", "[clients]\nbehaviour = 1\n", "behaviour"),
+        ("subnets = 10\n", "subnets = 10\nextra = 1\n", "extra"),
+        (
+            "join_per_day = 5.0\n",
+            "join_per_day = 5.0\njoins = 1\n",
+            "joins",
+        ),
+    ];
+    for (from, to, field) in cases {
+        let text = EXAMPLE.replacen(from, to, 1);
+        assert_ne!(text, EXAMPLE, "case {field} did not apply");
+        match Scenario::from_toml(&text) {
+            Err(SimError::Parse(error)) => {
+                assert!(error.to_string().contains(field), "{field}: {error}");
+            }
+            other => panic!("{field}: expected a parse error, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn bad_values_are_refused_by_name() {
+    let cases = [
+        (
+            "guard_share = 0.4",
+            "guard_share = 1.5",
+            "relays.guard_share",
+        ),
+        ("days = 7.0", "days = 0.0", "time.days"),
+        (
+            "[clients]\ncount = 200",
+            "[clients]\ncount = 0",
+            "clients.count",
+        ),
+        ("families = 20", "families = 400", "relays.families"),
+    ];
+    for (from, to, field) in cases {
+        let text = EXAMPLE.replacen(from, to, 1);
+        assert_ne!(text, EXAMPLE, "case {field} did not apply");
+        match Scenario::from_toml(&text) {
+            Err(SimError::Invalid { field: got, .. }) => assert_eq!(got, field),
+            other => panic!("{field}: expected Invalid, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn extreme_adversaries() {
+    let mut scenario = common::small(20, 6.0, 2.0, 0.0);
+    scenario.adversary = trine_sim::scenario::AdversarySpec::Existing { fraction: 1.0 };
+    let result = trine_sim::run(&scenario, 3);
+    for client in &result.clients {
+        assert_eq!(client.compromised, client.circuits);
+        assert!(client.exposed);
+    }
+    scenario.adversary = trine_sim::scenario::AdversarySpec::Existing { fraction: 0.0 };
+    let result = trine_sim::run(&scenario, 3);
+    assert!(
+        result
+            .clients
+            .iter()
+            .all(|c| c.compromised == 0 && !c.exposed)
+    );
+    assert!(result.clients.iter().map(|c| c.circuits).sum::<u64>() > 0);
+}
