@@ -1,0 +1,194 @@
+//! The kill switch: one nftables table, `inet trine_client`, that lets
+//! out only the daemon's marked QUIC to the current guard, the tunnel
+//! device and loopback. DNS to anything but the tunnel's resolver is
+//! rejected; every other IPv4 and IPv6 packet is rejected, so IPv6 is
+//! tunnelled or blocked, never leaked. Applied while connecting, connected
+//! and reconnecting, and (lockdown, `guard: None`) while disconnected.
+//!
+//! The table is replaced in one `nft` transaction (`add table; delete
+//! table; table { … }`): there is never a moment without it, and a table
+//! left by a crashed run is replaced, not duplicated. See
+//! docs/client-os.md for why each rule is there.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use trine_circuit::ip::{TUNNEL_RESOLVER_V4, TUNNEL_RESOLVER_V6};
+
+use super::command::{self, CommandError};
+
+/// The nftables table the client owns (family `inet`: IPv4 and IPv6).
+pub const TABLE: &str = "trine_client";
+
+/// What the kill switch lets through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KillSwitchSpec {
+    /// The tunnel device; everything may leave through it.
+    pub tun_name: String,
+    /// The current guard's QUIC address. `None` is lockdown: no guard, so
+    /// nothing but loopback and the tunnel device may pass.
+    pub guard: Option<SocketAddr>,
+    /// The firewall mark on the daemon's own socket.
+    pub fwmark: u32,
+}
+
+/// A kill switch that could not be applied or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum KillSwitchError {
+    /// The device name could break out of its quotes in the ruleset.
+    #[error("invalid tunnel device name {0:?}")]
+    BadDeviceName(String),
+    /// `nft` could not be run or refused the ruleset.
+    #[error("nftables: {0}")]
+    Nft(#[from] CommandError),
+}
+
+/// Whether `name` is a Linux interface name safe to quote in a ruleset.
+fn valid_device_name(name: &str) -> bool {
+    (1..16).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+}
+
+/// The whole `nft -f` script: replace any old table with the new one, in
+/// one transaction.
+pub fn render(spec: &KillSwitchSpec) -> Result<String, KillSwitchError> {
+    if !valid_device_name(&spec.tun_name) {
+        return Err(KillSwitchError::BadDeviceName(spec.tun_name.clone()));
+    }
+    let tun = &spec.tun_name;
+    let mark = spec.fwmark;
+    let guard = match spec.guard {
+        Some(SocketAddr::V4(guard)) => format!(
+            "        meta mark {mark:#x} ip daddr {} udp dport {} counter accept\n",
+            guard.ip(),
+            guard.port()
+        ),
+        Some(SocketAddr::V6(guard)) => format!(
+            "        meta mark {mark:#x} ip6 daddr {} udp dport {} counter accept\n",
+            guard.ip(),
+            guard.port()
+        ),
+        None => "        # lockdown: no guard, nothing but loopback and the tunnel\n".to_string(),
+    };
+    let mut dns = String::new();
+    for (family, resolver) in [
+        ("ip", IpAddr::V4(TUNNEL_RESOLVER_V4)),
+        ("ip6", IpAddr::V6(TUNNEL_RESOLVER_V6)),
+    ] {
+        // Writing to a String cannot fail.
+        let _ = write!(
+            dns,
+            "        udp dport 53 {family} daddr != {resolver} counter reject with icmpx type admin-prohibited\n\
+             \x20       tcp dport 53 {family} daddr != {resolver} counter reject with tcp reset\n"
+        );
+    }
+    Ok(format!(
+        "add table inet {TABLE}\n\
+         delete table inet {TABLE}\n\
+         table inet {TABLE} {{\n\
+         \x20   chain output {{\n\
+         \x20       type filter hook output priority filter; policy drop;\n\
+         \x20       oifname \"lo\" accept\n\
+         {dns}\
+         \x20       oifname \"{tun}\" counter accept\n\
+         {guard}\
+         \x20       meta l4proto tcp counter reject with tcp reset\n\
+         \x20       counter reject with icmpx type admin-prohibited\n\
+         \x20   }}\n\
+         \x20   chain forward {{\n\
+         \x20       type filter hook forward priority filter; policy drop;\n\
+         \x20       oifname \"{tun}\" accept\n\
+         \x20       iifname \"{tun}\" accept\n\
+         \x20       counter drop\n\
+         \x20   }}\n\
+         }}\n"
+    ))
+}
+
+/// Installs (or atomically replaces) the kill switch.
+pub fn apply(spec: &KillSwitchSpec) -> Result<(), KillSwitchError> {
+    let script = render(spec)?;
+    command::run("nft", &["-f", "-"], Some(&script))?;
+    tracing::info!(tun = %spec.tun_name, lockdown = spec.guard.is_none(), "kill switch applied");
+    Ok(())
+}
+
+/// Removes the kill switch; removing an absent one is not an error. The
+/// `add table` first makes the `delete` valid either way, in one
+/// transaction.
+pub fn remove() -> Result<(), KillSwitchError> {
+    let script = format!("add table inet {TABLE}\ndelete table inet {TABLE}\n");
+    command::run("nft", &["-f", "-"], Some(&script))?;
+    tracing::info!("kill switch removed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn spec(guard: Option<&str>) -> KillSwitchSpec {
+        KillSwitchSpec {
+            tun_name: "trn0".to_string(),
+            guard: guard.map(|g| g.parse().unwrap()),
+            fwmark: 0x7472,
+        }
+    }
+
+    #[test]
+    fn replaces_the_table_in_one_transaction() {
+        let rules = render(&spec(Some("198.18.0.3:9443"))).unwrap();
+        let add = rules.find("add table inet trine_client\n").unwrap();
+        let delete = rules.find("delete table inet trine_client\n").unwrap();
+        let table = rules.find("table inet trine_client {").unwrap();
+        assert!(add < delete && delete < table);
+        assert!(rules.contains("policy drop;"));
+    }
+
+    #[test]
+    fn only_marked_udp_to_the_guard_tunnel_and_loopback_pass() {
+        let rules = render(&spec(Some("198.18.0.3:9443"))).unwrap();
+        assert!(
+            rules.contains("meta mark 0x7472 ip daddr 198.18.0.3 udp dport 9443 counter accept")
+        );
+        assert!(rules.contains("oifname \"lo\" accept"));
+        assert!(rules.contains("oifname \"trn0\" counter accept"));
+        assert_eq!(rules.matches("accept").count(), 5, "{rules}");
+        let v6 = render(&spec(Some("[2001:db8::3]:9443"))).unwrap();
+        assert!(v6.contains("meta mark 0x7472 ip6 daddr 2001:db8::3 udp dport 9443"));
+    }
+
+    #[test]
+    fn dns_is_rejected_unless_to_the_tunnel_resolver_before_the_tunnel_accept() {
+        let rules = render(&spec(Some("198.18.0.3:9443"))).unwrap();
+        let dns4 = rules
+            .find("udp dport 53 ip daddr != 172.22.0.53 counter reject")
+            .unwrap();
+        assert!(
+            rules.contains("tcp dport 53 ip daddr != 172.22.0.53 counter reject with tcp reset")
+        );
+        assert!(rules.contains("udp dport 53 ip6 daddr != fd74:726e::53 counter reject"));
+        assert!(rules.contains("tcp dport 53 ip6 daddr != fd74:726e::53 counter reject"));
+        assert!(dns4 < rules.find("oifname \"trn0\"").unwrap());
+        assert!(dns4 > rules.find("oifname \"lo\"").unwrap());
+    }
+
+    #[test]
+    fn lockdown_has_no_guard_rule() {
+        let rules = render(&spec(None)).unwrap();
+        assert!(!rules.contains("meta mark"));
+        assert!(rules.contains("oifname \"trn0\" counter accept"));
+    }
+
+    #[test]
+    fn device_names_that_could_escape_are_refused() {
+        for bad in ["", "a\"b", "tun0; flush ruleset", "0123456789abcdef"] {
+            let mut s = spec(None);
+            s.tun_name = bad.to_string();
+            assert!(matches!(render(&s), Err(KillSwitchError::BadDeviceName(_))));
+        }
+    }
+}
