@@ -74,7 +74,12 @@ pub async fn serve_exchange(
     first: Vec<u8>,
     answer: impl FnOnce(DirRequest) -> DirResponse,
 ) {
-    let Ok(request) = read_message(&mut stream, first, MAX_MESSAGE_LEN).await else {
+    // A peer trickling a request slowly must not hold the task for ever.
+    let read = tokio::time::timeout(
+        EXCHANGE_TIMEOUT,
+        read_message(&mut stream, first, MAX_MESSAGE_LEN),
+    );
+    let Ok(Ok(request)) = read.await else {
         stream.reset(0);
         return;
     };

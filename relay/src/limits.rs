@@ -57,6 +57,8 @@ pub struct SourceLimiter {
     burst: f64,
     sources: HashMap<IpAddr, TokenBucket>,
     max_sources: usize,
+    /// When the table was last swept because it was full.
+    swept: Option<Instant>,
 }
 
 impl SourceLimiter {
@@ -67,13 +69,26 @@ impl SourceLimiter {
             burst,
             sources: HashMap::new(),
             max_sources: 65_536,
+            swept: None,
         }
     }
 
-    /// Whether `source` may CREATE now; counts it if so.
+    /// Whether `source` may CREATE now; counts it if so. IPv6 sources
+    /// are limited per /64 (one host usually holds a whole /64). When the
+    /// table is full, idle sources are swept at most once a second.
     pub fn allow(&mut self, source: IpAddr, now: Instant) -> bool {
+        let source = match source {
+            IpAddr::V4(_) => source,
+            IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        };
         if !self.sources.contains_key(&source) && self.sources.len() >= self.max_sources {
-            self.sources.retain(|_, bucket| !bucket.is_full(now));
+            let due = self.swept.is_none_or(|at| {
+                now.saturating_duration_since(at) >= std::time::Duration::from_secs(1)
+            });
+            if due {
+                self.sources.retain(|_, bucket| !bucket.is_full(now));
+                self.swept = Some(now);
+            }
             if self.sources.len() >= self.max_sources {
                 return false;
             }
@@ -125,5 +140,10 @@ mod tests {
         assert!(limiter.allow(a, start + Duration::from_millis(500)));
         limiter.prune(start + Duration::from_secs(10));
         assert_eq!(limiter.tracked(), 0);
+        // One IPv6 /64 is one source, however many addresses it uses.
+        let host = |last: u16| IpAddr::from([0x2001, 0xdb8, 0, 1, 0, 0, 0, last]);
+        assert!((1..=3).all(|i| limiter.allow(host(i), start)));
+        assert!(!limiter.allow(host(4), start));
+        assert!(limiter.allow(IpAddr::from([0x2001, 0xdb8, 0, 2, 0, 0, 0, 1]), start));
     }
 }

@@ -19,6 +19,12 @@ use crate::state::AuthorityState;
 
 /// Time allowed for one reachability test.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// Reachability dials in flight at once.
+const DIALS_AT_ONCE: usize = 256;
+/// Addresses tested per relay.
+const ADDRESSES_TESTED: usize = 2;
+/// How often what is served is chosen again as time passes.
+const REFRESH_EVERY: u64 = 5;
 /// How often the scheduler looks at the clock.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -60,7 +66,7 @@ pub async fn run(config: Config, key: IdentityKey) -> anyhow::Result<()> {
     )));
     info!(fingerprint = %me, listen = %config.listen, interval = config.interval_secs, "authority running");
     tokio::spawn(accept(endpoint.clone(), state.clone()));
-    let schedule = schedule(endpoint.clone(), state, peers);
+    let schedule = schedule(endpoint.clone(), state, peers, config.interval_secs);
     tokio::select! {
         () = schedule => {}
         () = trine_node::shutdown_signal() => info!("shutting down"),
@@ -70,10 +76,15 @@ pub async fn run(config: Config, key: IdentityKey) -> anyhow::Result<()> {
 }
 
 /// Votes and computes on time, for ever.
-async fn schedule(endpoint: Arc<Endpoint>, state: Shared, peers: Vec<Authority>) {
+async fn schedule(endpoint: Arc<Endpoint>, state: Shared, peers: Vec<Authority>, interval: u64) {
+    let mut refreshed = 0;
     loop {
         tokio::time::sleep(TICK).await;
         let now = unix_now();
+        if now >= refreshed + REFRESH_EVERY {
+            lock(&state).refresh_served(now);
+            refreshed = now;
+        }
         let (valid_after, vote_due, compute_due) = {
             let state = lock(&state);
             let valid_after = state.next_period(now);
@@ -86,7 +97,8 @@ async fn schedule(endpoint: Arc<Endpoint>, state: Shared, peers: Vec<Authority>)
             )
         };
         if vote_due {
-            test_reachability(&endpoint, &state).await;
+            let deadline = Duration::from_secs((interval / 8).max(2));
+            test_reachability(&endpoint, &state, deadline).await;
             let vote = lock(&state).vote(valid_after, unix_now());
             match vote {
                 Ok(vote) => {
@@ -97,7 +109,12 @@ async fn schedule(endpoint: Arc<Endpoint>, state: Shared, peers: Vec<Authority>)
                 Err(error) => warn!(%error, "could not vote"),
             }
         } else if compute_due {
-            let computed = lock(&state).compute(valid_after);
+            let computed = {
+                let mut state = lock(&state);
+                let computed = state.compute(valid_after);
+                state.refresh_served(unix_now());
+                computed
+            };
             match computed {
                 Ok((digest, signature)) => {
                     info!(valid_after, digest = %digest.to_hex(), "consensus computed and signed");
@@ -123,13 +140,21 @@ async fn schedule(endpoint: Arc<Endpoint>, state: Shared, peers: Vec<Authority>)
     }
 }
 
-/// Connects to every relay with a descriptor, checking its identity.
-async fn test_reachability(endpoint: &Arc<Endpoint>, state: &Shared) {
+/// Connects to every relay with a descriptor, checking its identity: at
+/// most [`DIALS_AT_ONCE`] at a time, the first [`ADDRESSES_TESTED`]
+/// addresses of each, and all within `deadline`, so made-up descriptors
+/// can neither make the vote late nor turn the authority into a dialer of
+/// many addresses at once. Relays not reached in time keep their state.
+async fn test_reachability(endpoint: &Arc<Endpoint>, state: &Shared, deadline: Duration) {
     let targets = lock(state).reachability_targets();
-    let tests = targets.into_iter().map(|(id, addresses)| {
+    let permits = Arc::new(tokio::sync::Semaphore::new(DIALS_AT_ONCE));
+    let mut tests = tokio::task::JoinSet::new();
+    for (id, addresses) in targets {
         let endpoint = endpoint.clone();
-        async move {
-            for address in addresses {
+        let permits = permits.clone();
+        tests.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            for address in addresses.into_iter().take(ADDRESSES_TESTED) {
                 if let Ok(Ok(link)) =
                     tokio::time::timeout(DIAL_TIMEOUT, endpoint.connect(address, id)).await
                 {
@@ -138,31 +163,21 @@ async fn test_reachability(endpoint: &Arc<Endpoint>, state: &Shared) {
                 }
             }
             (id, false)
+        });
+    }
+    let mut results = Vec::new();
+    let round = async {
+        while let Some(Ok(result)) = tests.join_next().await {
+            results.push(result);
         }
-    });
-    let results = futures_join_all(tests).await;
+    };
+    let _ = tokio::time::timeout(deadline, round).await;
+    tests.abort_all();
     let now = unix_now();
     let mut state = lock(state);
     for (id, reachable) in results {
         state.record_reachability(&id, reachable, now);
     }
-}
-
-/// Runs futures concurrently and collects their outputs (in order).
-async fn futures_join_all<F: std::future::Future + Send + 'static>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = futures.into_iter().map(tokio::spawn).collect();
-    let mut outputs = Vec::with_capacity(handles.len());
-    for handle in handles {
-        if let Ok(output) = handle.await {
-            outputs.push(output);
-        }
-    }
-    outputs
 }
 
 /// Sends `request` to every peer, each in its own task; failures are
@@ -216,7 +231,9 @@ fn answer(state: &Shared, request: DirRequest) -> DirResponse {
     match request {
         DirRequest::Consensus => state
             .best_consensus(now)
-            .map_or(DirResponse::NotAvailable, DirResponse::Consensus),
+            .map_or(DirResponse::NotAvailable, |bytes| {
+                DirResponse::Consensus(bytes.as_ref().clone())
+            }),
         DirRequest::PublishDescriptor(bytes) => match state.accept_descriptor(&bytes, now) {
             Ok(id) => {
                 debug!(relay = %id, "descriptor accepted");
@@ -232,8 +249,11 @@ fn answer(state: &Shared, request: DirRequest) -> DirResponse {
             valid_after,
             digest,
             signature,
-        } => match state.accept_signature(valid_after, digest, signature) {
-            Ok(()) => DirResponse::Accepted,
+        } => match state.accept_signature(valid_after, digest, signature, now) {
+            Ok(()) => {
+                state.refresh_served(now);
+                DirResponse::Accepted
+            }
             Err(error) => refused(error),
         },
     }

@@ -10,6 +10,7 @@
 //! newest consensus that carries the threshold of signatures.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use trine_circuit::{IdentityKey, RelayId};
 use trine_directory::{
@@ -43,7 +44,12 @@ pub struct AuthorityState {
     descriptors: BTreeMap<RelayId, Known>,
     votes: BTreeMap<u64, BTreeMap<RelayId, SignedVote>>,
     consensus: BTreeMap<u64, Consensus>,
-    early_signatures: BTreeMap<(u64, Digest), Vec<AuthoritySignature>>,
+    /// Signatures that arrived before this authority's own consensus for
+    /// their period: one per (period, authority), so bounded.
+    early_signatures: BTreeMap<(u64, RelayId), (Digest, AuthoritySignature)>,
+    /// What `Consensus` requests are answered with, kept encoded so a
+    /// request costs a copy, not a verification.
+    served: Option<(Period, Arc<Vec<u8>>)>,
 }
 
 impl AuthorityState {
@@ -63,6 +69,7 @@ impl AuthorityState {
             votes: BTreeMap::new(),
             consensus: BTreeMap::new(),
             early_signatures: BTreeMap::new(),
+            served: None,
         }
     }
 
@@ -103,6 +110,9 @@ impl AuthorityState {
             .map_err(|error| error.to_string())?;
         let id = descriptor.identity();
         let published = descriptor.descriptor().published;
+        if self.descriptors.len() >= MAX_DESCRIPTORS && !self.descriptors.contains_key(&id) {
+            self.evict_one_unreachable();
+        }
         let full = self.descriptors.len() >= MAX_DESCRIPTORS;
         match self.descriptors.get_mut(&id) {
             Some(known) if known.descriptor.descriptor().published >= published => Err(format!(
@@ -127,6 +137,20 @@ impl AuthorityState {
                 );
                 Ok(id)
             }
+        }
+    }
+
+    /// Makes room by forgetting the never-reachable relay with the oldest
+    /// descriptor, so made-up identities cannot lock real relays out.
+    fn evict_one_unreachable(&mut self) {
+        let victim = self
+            .descriptors
+            .iter()
+            .filter(|(_, known)| known.reachable_since.is_none())
+            .min_by_key(|(_, known)| known.descriptor.descriptor().published)
+            .map(|(id, _)| *id);
+        if let Some(victim) = victim {
+            self.descriptors.remove(&victim);
         }
     }
 
@@ -239,12 +263,16 @@ impl AuthorityState {
         };
         let body = compute(&votes, &params).map_err(|error| error.to_string())?;
         let signature = body.sign(&self.key);
-        let mut consensus = Consensus::new(body).with_signatures([signature]);
+        let consensus = Consensus::new(body).with_signatures([signature]);
         let digest = *consensus.digest();
-        if let Some(early) = self.early_signatures.remove(&(valid_after, digest)) {
-            consensus = consensus.with_signatures(early);
-        }
-        self.consensus.insert(valid_after, consensus);
+        let early: Vec<AuthoritySignature> = self
+            .early_signatures
+            .iter()
+            .filter(|((period, _), (signed, _))| *period == valid_after && *signed == digest)
+            .map(|(_, (_, signature))| *signature)
+            .collect();
+        self.consensus
+            .insert(valid_after, consensus.with_signatures(early));
         Ok((digest, signature))
     }
 
@@ -256,9 +284,19 @@ impl AuthorityState {
         valid_after: u64,
         digest: Digest,
         signature: AuthoritySignature,
+        now: u64,
     ) -> Result<(), String> {
         if !self.authorities.contains(&signature.authority) {
             return Err("signature by a key that is not an authority".into());
+        }
+        // Signatures do not cover `valid_after`: only the periods being
+        // decided now are accepted, so replayed public signatures cannot
+        // fill the store with made-up periods.
+        let next = self.next_period(now);
+        if valid_after + self.interval < next || valid_after > next + self.interval {
+            return Err(format!(
+                "signature for valid_after {valid_after} is not for a current period"
+            ));
         }
         signature
             .verify(&digest)
@@ -274,28 +312,40 @@ impl AuthorityState {
                 Err("signature over a different consensus than this authority computed".into())
             }
             None => {
-                let early = self
-                    .early_signatures
-                    .entry((valid_after, digest))
-                    .or_default();
-                if early.len() < self.authorities.keys().len() {
-                    early.push(signature);
-                }
+                self.early_signatures
+                    .insert((valid_after, signature.authority), (digest, signature));
                 Ok(())
             }
         }
     }
 
-    /// The newest consensus clients would accept at `now`, encoded.
-    pub fn best_consensus(&self, now: u64) -> Option<Vec<u8>> {
-        self.consensus.values().rev().find_map(|consensus| {
+    /// The newest consensus clients would accept at `now`, encoded, as last
+    /// chosen by [`AuthorityState::refresh_served`].
+    pub fn best_consensus(&self, now: u64) -> Option<Arc<Vec<u8>>> {
+        let (period, bytes) = self.served.as_ref()?;
+        (now < period.valid_until + trine_directory::CLOCK_SKEW_SECS).then(|| bytes.clone())
+    }
+
+    /// Chooses what to serve: the newest consensus that verifies at `now`
+    /// with the threshold of signatures. Call it after a consensus or a
+    /// signature was added, and now and then as time passes.
+    pub fn refresh_served(&mut self, now: u64) {
+        let best = self.consensus.values().rev().find_map(|consensus| {
             let bytes = consensus.to_bytes();
             UnverifiedConsensus::from_bytes(&bytes)
                 .ok()?
                 .verify(&self.authorities, now, None)
                 .ok()
-                .map(|_| bytes)
-        })
+                .map(|verified| (*verified.period(), Arc::new(bytes)))
+        });
+        let newer = match (&best, &self.served) {
+            (Some((period, _)), Some((served, _))) => period.valid_after >= served.valid_after,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if newer {
+            self.served = best;
+        }
     }
 
     /// Forgets votes, signatures and consensus documents no longer needed.
@@ -394,7 +444,7 @@ mod tests {
         b.accept_vote(&vote_a.to_bytes(), NOW).unwrap();
         // b signs first; its signature reaches a before a computes.
         let (digest_b, signature_b) = b.compute(valid_after).unwrap();
-        a.accept_signature(valid_after, digest_b, signature_b)
+        a.accept_signature(valid_after, digest_b, signature_b, NOW)
             .unwrap();
         assert!(
             a.best_consensus(valid_after).is_none(),
@@ -402,9 +452,10 @@ mod tests {
         );
         let (digest_a, signature_a) = a.compute(valid_after).unwrap();
         assert_eq!(digest_a, digest_b, "same votes, same consensus");
-        b.accept_signature(valid_after, digest_a, signature_a)
+        b.accept_signature(valid_after, digest_a, signature_a, NOW)
             .unwrap();
-        for authority in [&a, &b] {
+        for authority in [&mut a, &mut b] {
+            authority.refresh_served(valid_after);
             let bytes = authority.best_consensus(valid_after).unwrap();
             let verified = UnverifiedConsensus::from_bytes(&bytes)
                 .unwrap()
@@ -416,6 +467,14 @@ mod tests {
         // A key outside the authority set cannot add a signature.
         let outsider = IdentityKey::generate(&mut OsRng);
         let foreign = AuthoritySignature::new(&digest_a, &outsider);
-        assert!(a.accept_signature(valid_after, digest_a, foreign).is_err());
+        assert!(
+            a.accept_signature(valid_after, digest_a, foreign, NOW)
+                .is_err()
+        );
+        // A real signature replayed for a made-up period is refused.
+        assert!(
+            b.accept_signature(valid_after + 1_000_000, digest_a, signature_a, NOW)
+                .is_err()
+        );
     }
 }
