@@ -28,12 +28,12 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
 use trine_client::os::{KillSwitchSpec, RoutesSpec, TRINE_FWMARK, killswitch, routes};
+use trine_testnet::{Network, Node, must, netns_tests_enabled};
 
 const PREFIX: &str = "trkc";
 const TUN: &str = "trn0";
@@ -45,110 +45,20 @@ const OTHER_V6: &str = "[2001:db8:7472::4]:7000";
 const MARKED_PORT: &str = "40123";
 const UNMARKED_PORT: &str = "40124";
 
-fn sh(args: &[&str]) -> std::process::Output {
-    Command::new(args[0]).args(&args[1..]).output().unwrap()
-}
-
-fn must(args: &[&str]) {
-    let out = sh(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The namespaces and receivers of one run; removed on drop.
-struct Network {
-    tag: String,
-    names: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for name in &self.names {
-            let _ = sh(&["ip", "netns", "delete", name]);
-        }
-    }
-}
-
-impl Network {
-    fn ns(&self, role: &str) -> String {
-        format!("{}{role}", self.tag)
-    }
-
-    /// Runs `args` inside the namespace of `role`.
-    fn exec(&self, role: &str, args: &[&str]) -> std::process::Output {
-        let ns = self.ns(role);
-        let mut all = vec!["ip", "netns", "exec", ns.as_str()];
-        all.extend_from_slice(args);
-        sh(&all)
-    }
-}
-
-/// Removes namespaces of earlier runs whose process is gone.
-fn remove_leftovers() {
-    let out = sh(&["ip", "netns", "list"]);
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or_default();
-        let Some(rest) = name.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = sh(&["ip", "netns", "delete", name]);
-        }
-    }
-}
-
 fn build_network() -> Network {
-    remove_leftovers();
-    let tag = format!("{PREFIX}{}", std::process::id());
-    let hub = format!("{tag}h");
-    let mut network = Network {
-        tag: tag.clone(),
-        names: vec![hub.clone()],
-        children: Vec::new(),
+    let node = |role, ipv4, ipv6| Node {
+        role,
+        ipv4,
+        ipv6: Some(ipv6),
     };
-    must(&["ip", "netns", "add", &hub]);
-    must(&["ip", "-n", &hub, "link", "add", "br0", "type", "bridge"]);
-    must(&["ip", "-n", &hub, "link", "set", "br0", "up"]);
-    for (role, v4, v6) in [
-        ("c", "198.18.0.2", "2"),
-        ("g", "198.18.0.3", "3"),
-        ("o", "198.18.0.4", "4"),
-    ] {
-        let ns = format!("{tag}{role}");
-        network.names.push(ns.clone());
-        must(&["ip", "netns", "add", &ns]);
-        let outer = format!("{tag}{role}x");
-        must(&[
-            "ip", "-n", &hub, "link", "add", &outer, "type", "veth", "peer", "name", "eth0",
-            "netns", &ns,
-        ]);
-        must(&[
-            "ip", "-n", &hub, "link", "set", &outer, "master", "br0", "up",
-        ]);
-        must(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{v4}/24"),
-            "dev",
-            "eth0",
-        ]);
-        let v6 = format!("2001:db8:7472::{v6}/64");
-        must(&["ip", "-n", &ns, "addr", "add", &v6, "dev", "eth0", "nodad"]);
-        must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
-        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-    }
+    let network = Network::build(
+        PREFIX,
+        &[
+            node("c", "198.18.0.2/24", "2001:db8:7472::2/64"),
+            node("g", "198.18.0.3/24", "2001:db8:7472::3/64"),
+            node("o", "198.18.0.4/24", "2001:db8:7472::4/64"),
+        ],
+    );
     let client = network.ns("c");
     let other = network.ns("o");
     // The other host is the client's gateway and owns the "public resolver".
@@ -223,7 +133,7 @@ fn build_network() -> Network {
 /// bridge: any IPv6 frame (`leaked6`) and any IPv4 packet not to the guard
 /// (`leaked4`). While the kill switch is on both must stay at zero.
 fn watch_the_wire(network: &Network) {
-    let port = format!("\"{}x\"", network.ns("c"));
+    let port = format!("\"{}\"", network.hub_port("c"));
     let script = format!(
         "table bridge trine_test_watch {{\n\
          \x20   counter leaked6 {{ }}\n\
@@ -235,7 +145,7 @@ fn watch_the_wire(network: &Network) {
          \x20   }}\n\
          }}\n"
     );
-    let path = std::env::temp_dir().join(format!("{}-watch.nft", network.tag));
+    let path = std::env::temp_dir().join(format!("{}-watch.nft", network.ns("c")));
     std::fs::write(&path, script).unwrap();
     let out = network.exec("h", &["nft", "-f", path.to_str().unwrap()]);
     let _ = std::fs::remove_file(&path);
@@ -390,18 +300,9 @@ fn assert_all_removed(network: &Network) {
 
 #[test]
 fn kill_switch_and_routes_block_leaks_and_are_removed_cleanly() {
-    if std::env::var_os("TRINE_SKIP_NETNS").is_some() {
-        eprintln!("skipped: TRINE_SKIP_NETNS is set");
+    if !netns_tests_enabled() {
         return;
     }
-    let root_user = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    assert!(
-        root_user,
-        "this test needs root (network namespaces); set TRINE_SKIP_NETNS=1 to skip it"
-    );
     let mut network = build_network();
     let (sink, got) = mpsc::channel();
     start_receiver(&mut network, "g", &format!("udp@{GUARD}"), sink.clone());

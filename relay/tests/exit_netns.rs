@@ -20,7 +20,7 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rand::rngs::OsRng;
@@ -30,6 +30,7 @@ use trine_circuit::{
     Channel, ClientCircuit, ClientConfig, ClientEvent, HopSpec, OnionSecretKey, RelayId,
 };
 use trine_link::{Endpoint, LinkConfig};
+use trine_testnet::{Network, Node, must, netns_tests_enabled, sh};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trine-relay");
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -41,98 +42,20 @@ const TCP_PORT: u16 = 8000;
 const DNS_PORT: u16 = 53;
 const PREFIX: &str = "trxt";
 
-fn sh(args: &[&str]) -> std::process::Output {
-    Command::new(args[0]).args(&args[1..]).output().unwrap()
-}
-
-fn must(args: &[&str]) {
-    let out = sh(args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// The namespaces of one run; removed on drop.
-struct Namespaces {
-    names: Vec<String>,
-    children: Vec<Child>,
-}
-
-impl Drop for Namespaces {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        for name in &self.names {
-            let _ = sh(&["ip", "netns", "delete", name]);
-        }
-    }
-}
-
-/// Removes namespaces of earlier runs whose process is gone.
-fn remove_leftovers() {
-    let out = sh(&["ip", "netns", "list"]);
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or_default();
-        let Some(rest) = name.strip_prefix(PREFIX) else {
-            continue;
-        };
-        let pid: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = sh(&["ip", "netns", "delete", name]);
-        }
-    }
-}
-
-fn build_network() -> Namespaces {
-    remove_leftovers();
-    let tag = format!("{PREFIX}{}", std::process::id());
-    let hub = format!("{tag}h");
-    let mut namespaces = Namespaces {
-        names: vec![hub.clone()],
-        children: Vec::new(),
+fn build_network() -> Network {
+    let node = |role, ipv4| Node {
+        role,
+        ipv4,
+        ipv6: None,
     };
-    must(&["ip", "netns", "add", &hub]);
-    must(&["ip", "-n", &hub, "link", "add", "br0", "type", "bridge"]);
-    must(&["ip", "-n", &hub, "link", "set", "br0", "up"]);
-    for (role, address) in [("c", CLIENT), ("e", EXIT), ("w", WEB)] {
-        let ns = format!("{tag}{role}");
-        namespaces.names.push(ns.clone());
-        must(&["ip", "netns", "add", &ns]);
-        let outer = format!("{tag}{role}x");
-        must(&[
-            "ip", "-n", &hub, "link", "add", &outer, "type", "veth", "peer", "name", "eth0",
-            "netns", &ns,
-        ]);
-        must(&[
-            "ip", "-n", &hub, "link", "set", &outer, "master", "br0", "up",
-        ]);
-        must(&[
-            "ip",
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{address}/24"),
-            "dev",
-            "eth0",
-        ]);
-        must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
-        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-    }
-    namespaces
-}
-
-fn ns(namespaces: &Namespaces, role: char) -> String {
-    namespaces
-        .names
-        .iter()
-        .find(|n| n.ends_with(role))
-        .unwrap()
-        .clone()
+    Network::build(
+        PREFIX,
+        &[
+            node("c", "198.18.0.2/24"),
+            node("e", "198.18.0.3/24"),
+            node("w", "198.18.0.4/24"),
+        ],
+    )
 }
 
 fn scratch() -> PathBuf {
@@ -173,18 +96,9 @@ fn helper(namespace: &str, test: &str, env: &[(&str, String)]) -> Command {
 
 #[test]
 fn exit_forwards_udp_tcp_and_dns_and_refuses_its_own_networks() {
-    if std::env::var_os("TRINE_SKIP_NETNS").is_some() {
-        eprintln!("skipped: TRINE_SKIP_NETNS is set");
+    if !netns_tests_enabled() {
         return;
     }
-    let root_user = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
-    assert!(
-        root_user,
-        "this test needs root (network namespaces); set TRINE_SKIP_NETNS=1 to skip it"
-    );
     let mut namespaces = build_network();
     let dir = scratch();
 
@@ -208,7 +122,7 @@ fn exit_forwards_udp_tcp_and_dns_and_refuses_its_own_networks() {
         &format!("dns_upstream = \"{WEB}:{DNS_PORT}\""),
     );
     std::fs::write(&config, text).unwrap();
-    let exit_ns = ns(&namespaces, 'e');
+    let exit_ns = namespaces.ns("e");
     let exit = Command::new("ip")
         .args(["netns", "exec", &exit_ns, BIN, "run", "--config"])
         .arg(&config)
@@ -218,7 +132,7 @@ fn exit_forwards_udp_tcp_and_dns_and_refuses_its_own_networks() {
     namespaces.children.push(exit);
 
     // The web host.
-    let web = helper(&ns(&namespaces, 'w'), "web_host", &[])
+    let web = helper(&namespaces.ns("w"), "web_host", &[])
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -226,7 +140,7 @@ fn exit_forwards_udp_tcp_and_dns_and_refuses_its_own_networks() {
 
     // The client: its exit status is the verdict.
     let out = helper(
-        &ns(&namespaces, 'c'),
+        &namespaces.ns("c"),
         "client_through_exit",
         &[
             ("TRINE_EXIT_ID", fingerprint),
