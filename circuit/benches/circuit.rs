@@ -15,11 +15,15 @@
 //! wrote in this run and printed as a Markdown table (see `BENCHMARKS.md`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "support/criterion_estimates.rs"]
+mod criterion_estimates;
+
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BatchSize, Criterion, Throughput};
+use criterion_estimates::{output_directory, typical_time};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use trine_circuit::aead::{LayerCipher, TAG_LEN};
@@ -445,49 +449,6 @@ const COMPARISONS: &[(&str, &str, &str, Goal)] = &[
         Goal::None,
     ),
 ];
-
-/// Where criterion writes (set explicitly, so the summary reads the same
-/// place): `$CRITERION_HOME`, else `$CARGO_TARGET_DIR/criterion`, else the
-/// `criterion` directory of the target directory holding this executable.
-fn output_directory() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    // <target>/<profile>/deps/<this executable>
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .nth(3)
-                .map(|target| target.join("criterion"))
-        })
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-/// The point estimate of `statistic` in an `estimates.json`, or `None` if it
-/// is absent or `null` (criterion writes no slope for flat sampling).
-fn point_estimate(json: &str, statistic: &str) -> Option<f64> {
-    let start = json.find(&format!("\"{statistic}\":{{"))?;
-    let rest = &json[start..];
-    let value = &rest[rest.find("\"point_estimate\":")? + "\"point_estimate\":".len()..];
-    let end = value.find([',', '}'])?;
-    value[..end].trim().parse().ok()
-}
-
-/// Criterion's headline time (slope if sampled linearly, else mean), in
-/// nanoseconds, if this run wrote one for `group/bench`.
-fn typical_time(dir: &Path, group: &str, bench: &str, since: SystemTime) -> Option<f64> {
-    let path = dir.join(group).join(bench).join("new/estimates.json");
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-    if modified < since {
-        return None; // left over from an earlier run
-    }
-    let json = std::fs::read_to_string(&path).ok()?;
-    point_estimate(&json, "slope").or_else(|| point_estimate(&json, "mean"))
-}
 
 fn format_time(ns: f64) -> String {
     if ns >= 1e6 {

@@ -22,15 +22,19 @@
 //! `BENCHMARKS.md`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "../../circuit/benches/support/criterion_estimates.rs"]
+mod criterion_estimates;
+
 use std::hint::black_box;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use bincode::Decode;
 use bincode::de::Decoder;
 use bincode::error::DecodeError;
 use criterion::Criterion;
+use criterion_estimates::{output_directory, typical_time};
 use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use trine_circuit::{IdentityKey, OnionPublicKey, RelayId, codec};
@@ -319,45 +323,6 @@ fn compute_group(criterion: &mut Criterion, setup: &Setup) {
     group.finish();
     // Keep the keys alive for symmetry with the votes' signers.
     assert_eq!(setup.authorities.len(), 3);
-}
-
-/// Where criterion writes: `$CRITERION_HOME`, else
-/// `$CARGO_TARGET_DIR/criterion`, else `<target>/criterion` next to this
-/// executable.
-fn output_directory() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| {
-            exe.ancestors()
-                .nth(3)
-                .map(|target| target.join("criterion"))
-        })
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
-}
-
-/// Criterion's headline time in ns for `group/bench` (slope, else mean),
-/// if this run wrote it.
-fn typical_time(dir: &Path, group: &str, bench: &str, since: SystemTime) -> Option<f64> {
-    let path = dir.join(group).join(bench).join("new/estimates.json");
-    let modified = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
-    if modified < since {
-        return None;
-    }
-    let json = std::fs::read_to_string(&path).ok()?;
-    let estimate = |statistic: &str| -> Option<f64> {
-        let start = json.find(&format!("\"{statistic}\":{{"))?;
-        let rest = &json[start..];
-        let key = "\"point_estimate\":";
-        let value = &rest[rest.find(key)? + key.len()..];
-        value[..value.find([',', '}'])?].trim().parse().ok()
-    };
-    estimate("slope").or_else(|| estimate("mean"))
 }
 
 fn ms(ns: f64) -> String {
