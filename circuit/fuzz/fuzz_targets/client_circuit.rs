@@ -17,11 +17,15 @@
 //! sent after a DESTROY.
 #![no_main]
 
+#[path = "../common/mutate.rs"]
+mod mutate;
+
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
+use mutate::mutate;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use trine_circuit::cell::{self, LinkCell, MAX_CELL_LEN};
@@ -260,23 +264,6 @@ impl World {
         self.check();
         Ok(())
     }
-}
-
-/// XORs input bytes into `cell` at an input-chosen offset, maybe truncating.
-fn mutate(u: &mut Unstructured, cell: &mut Vec<u8>) -> Result<()> {
-    if cell.is_empty() {
-        return Ok(());
-    }
-    let at = usize::from(u.arbitrary::<u16>()?) % cell.len();
-    let len = usize::from(u.arbitrary::<u8>()? % 16);
-    for (i, mask) in u.bytes(len.min(u.len()))?.iter().enumerate() {
-        let j = (at + i) % cell.len();
-        cell[j] ^= mask;
-    }
-    if u.arbitrary::<u8>()? == 0xff {
-        cell.truncate(at);
-    }
-    Ok(())
 }
 
 fn run(data: &[u8]) -> Result<()> {
