@@ -208,7 +208,7 @@ pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
             Some(answer) = scrapes.recv() => {
                 let _ = answer.send(core.snapshot());
             }
-            Some(mut packet) = from_tun.recv() => core.tun_packet(&mut packet),
+            Some(cell) = from_tun.recv() => core.tun_packet(cell),
             Some(answer) = dns_answers.recv() => core.dns_answer(answer),
             _ = &mut shutdown => break,
         }
@@ -340,12 +340,19 @@ impl Core {
     }
 
     /// A packet from the internet: back to its circuit, if it has one.
-    fn tun_packet(&mut self, packet: &mut [u8]) {
+    /// A packet from the internet, already in an unsealed DATA cell: back
+    /// to its circuit (sealed in place), if it has one.
+    fn tun_packet(&mut self, mut cell: Vec<u8>) {
         let Some(exit) = &mut self.exit else {
             return;
         };
+        let Some(packet) = cell.get_mut(trine_circuit::cell::DATA_OFFSET..) else {
+            return;
+        };
         if let Some(circuit) = exit.engine.inbound(packet) {
-            self.exit_reply(circuit, packet);
+            if let Some(to) = self.table.seal_exit_reply(circuit, &mut cell) {
+                self.send(to, Channel::Datagram, cell);
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info};
 use trine_circuit::CircuitHandle;
+use trine_circuit::cell;
 
 use super::engine::{ExitEngine, Outbound};
 use super::nat::NatPool;
@@ -24,6 +25,8 @@ const DNS_IN_FLIGHT: usize = 256;
 const DNS_TIMEOUT: Duration = Duration::from_secs(5);
 /// Packets queued from the TUN toward the core loop.
 pub const TUN_QUEUE: usize = 1024;
+/// Room for the backward onion layer an exit adds to a DATA cell.
+const CELL_OVERHEAD: usize = 64;
 /// Largest DNS answer accepted from upstream.
 const DNS_MAX: usize = 4096;
 
@@ -63,7 +66,7 @@ pub struct ExitRuntime {
 
 impl ExitRuntime {
     /// Sets up the TUN device and nftables, and starts reading the TUN
-    /// into `from_tun`. DNS answers will arrive on `dns_answers`.
+    /// into `from_tun` (as unsealed DATA cells). DNS answers will arrive on `dns_answers`.
     pub fn start(
         settings: &ExitSettings,
         max_circuits: usize,
@@ -194,12 +197,20 @@ async fn ask(upstream: SocketAddr, query: &[u8]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Moves packets from the TUN device to the core loop until it goes away.
+/// Each is read straight into an unsealed DATA cell (packet at
+/// `cell::DATA_OFFSET`), so the core seals it in place without a copy.
 async fn read_tun(system: Arc<ExitSystem>, mtu: u16, to_core: mpsc::Sender<Vec<u8>>) {
-    let mut buf = vec![0; usize::from(mtu).max(1500)];
+    let largest = usize::from(mtu).max(1500);
     loop {
-        match system.tun.recv(&mut buf).await {
+        let mut cell = Vec::with_capacity(cell::DATA_OFFSET + largest + CELL_OVERHEAD);
+        match system
+            .tun
+            .recv(cell::data_cell_slot(&mut cell, largest))
+            .await
+        {
             Ok(len) => {
-                if to_core.send(buf[..len].to_vec()).await.is_err() {
+                cell.truncate(cell::DATA_OFFSET + len);
+                if to_core.send(cell).await.is_err() {
                     return;
                 }
             }
