@@ -1,7 +1,10 @@
-//! The Trine desktop client (issue 5). This first slice holds the
-//! operating-system side only: the kill switch (one nftables table) and
-//! wg-quick style policy routing into the tunnel device, both behind
-//! [`os`] so other systems can follow. The daemon, DNS, circuit manager,
-//! control API and the `trine` CLI come later.
+//! The Trine desktop client: the root daemon (TUN device, policy routing,
+//! kill switch, DNS, circuit manager), its control protocol, and the
+//! configuration. The `trine` binary is the CLI over [`control`]; the
+//! desktop app uses the same [`control::ControlClient`].
 
+pub mod config;
+pub mod control;
+#[cfg(target_os = "linux")]
+pub mod daemon;
 pub mod os;

@@ -472,7 +472,7 @@ fn client_step() {
     let words: Vec<&str> = what.split_whitespace().collect();
     let kill_switch = |guard: Option<&str>| KillSwitchSpec {
         tun_name: TUN.to_string(),
-        guard: guard.map(|g| g.parse().unwrap()),
+        peers: guard.iter().map(|g| g.parse().unwrap()).collect(),
         fwmark: TRINE_FWMARK,
     };
     match words.as_slice() {

@@ -81,6 +81,34 @@ impl Endpoint {
         })
     }
 
+    /// A client's endpoint on a socket the caller prepared (for example
+    /// with a firewall mark, so its packets bypass the client's own
+    /// tunnel). The socket must be bound; it is made non-blocking here.
+    pub fn client_on_socket(
+        socket: std::net::UdpSocket,
+        config: &LinkConfig,
+    ) -> Result<Self, LinkError> {
+        let transport = config.transport()?;
+        let addr = socket
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let bind_error = |source| LinkError::Bind { addr, source };
+        socket.set_nonblocking(true).map_err(bind_error)?;
+        let runtime = quinn::default_runtime().ok_or_else(|| {
+            bind_error(std::io::Error::other(
+                "no async runtime (call inside tokio)",
+            ))
+        })?;
+        let inner = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+            .map_err(bind_error)?;
+        Ok(Self {
+            inner,
+            transport,
+            provider: tls::provider(),
+            identity: None,
+        })
+    }
+
     /// The identity this endpoint presents, if it is a relay's.
     pub fn identity(&self) -> Option<RelayId> {
         self.identity.as_ref().map(|(id, _)| *id)

@@ -11,6 +11,9 @@
 //! Test support: failures panic with the command and its stderr.
 #![allow(clippy::panic)]
 
+pub mod trine;
+pub mod web;
+
 use std::path::Path;
 use std::process::{Child, Command, Output};
 

@@ -7,6 +7,6 @@ pub mod linux;
 
 #[cfg(target_os = "linux")]
 pub use linux::{
-    CommandError, KillSwitchError, KillSwitchSpec, RoutesError, RoutesSpec, TRINE_FWMARK,
-    TRINE_RULE_PRIORITY, TRINE_TABLE, killswitch, routes,
+    CommandError, DnsError, KillSwitchError, KillSwitchSpec, RoutesError, RoutesSpec, TRINE_FWMARK,
+    TRINE_RULE_PRIORITY, TRINE_TABLE, dns, killswitch, marked_udp_socket, routes,
 };

@@ -3,7 +3,7 @@
 //! device and loopback. DNS to anything but the tunnel's resolver is
 //! rejected; every other IPv4 and IPv6 packet is rejected, so IPv6 is
 //! tunnelled or blocked, never leaked. Applied while connecting, connected
-//! and reconnecting, and (lockdown, `guard: None`) while disconnected.
+//! and reconnecting, and (lockdown, no peers) while disconnected.
 //!
 //! The table is replaced in one `nft` transaction (`add table; delete
 //! table; table { … }`): there is never a moment without it, and a table
@@ -25,9 +25,11 @@ pub const TABLE: &str = "trine_client";
 pub struct KillSwitchSpec {
     /// The tunnel device; everything may leave through it.
     pub tun_name: String,
-    /// The current guard's QUIC address. `None` is lockdown: no guard, so
-    /// nothing but loopback and the tunnel device may pass.
-    pub guard: Option<SocketAddr>,
+    /// Where the daemon's marked QUIC may go: the current guard (and,
+    /// while bootstrapping without a usable consensus, the authorities).
+    /// Empty is lockdown: nothing but loopback and the tunnel device may
+    /// pass.
+    pub peers: Vec<SocketAddr>,
     /// The firewall mark on the daemon's own socket.
     pub fwmark: u32,
 }
@@ -59,19 +61,20 @@ pub fn render(spec: &KillSwitchSpec) -> Result<String, KillSwitchError> {
     }
     let tun = &spec.tun_name;
     let mark = spec.fwmark;
-    let guard = match spec.guard {
-        Some(SocketAddr::V4(guard)) => format!(
-            "        meta mark {mark:#x} ip daddr {} udp dport {} counter accept\n",
-            guard.ip(),
-            guard.port()
-        ),
-        Some(SocketAddr::V6(guard)) => format!(
-            "        meta mark {mark:#x} ip6 daddr {} udp dport {} counter accept\n",
-            guard.ip(),
-            guard.port()
-        ),
-        None => "        # lockdown: no guard, nothing but loopback and the tunnel\n".to_string(),
-    };
+    let mut guard = String::new();
+    for peer in &spec.peers {
+        let family = if peer.is_ipv4() { "ip" } else { "ip6" };
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            guard,
+            "        meta mark {mark:#x} {family} daddr {} udp dport {} counter accept",
+            peer.ip(),
+            peer.port()
+        );
+    }
+    if spec.peers.is_empty() {
+        guard.push_str("        # lockdown: no guard, nothing but loopback and the tunnel\n");
+    }
     let mut dns = String::new();
     for (family, resolver) in [
         ("ip", IpAddr::V4(TUNNEL_RESOLVER_V4)),
@@ -97,6 +100,14 @@ pub fn render(spec: &KillSwitchSpec) -> Result<String, KillSwitchError> {
          \x20       meta l4proto tcp counter reject with tcp reset\n\
          \x20       counter reject with icmpx type admin-prohibited\n\
          \x20   }}\n\
+         \x20   chain premangle {{\n\
+         \x20       type filter hook prerouting priority mangle; policy accept;\n\
+         \x20       meta l4proto udp meta mark set ct mark\n\
+         \x20   }}\n\
+         \x20   chain postmangle {{\n\
+         \x20       type filter hook postrouting priority mangle; policy accept;\n\
+         \x20       meta l4proto udp meta mark {mark:#x} ct mark set meta mark\n\
+         \x20   }}\n\
          \x20   chain forward {{\n\
          \x20       type filter hook forward priority filter; policy drop;\n\
          \x20       oifname \"{tun}\" accept\n\
@@ -111,7 +122,7 @@ pub fn render(spec: &KillSwitchSpec) -> Result<String, KillSwitchError> {
 pub fn apply(spec: &KillSwitchSpec) -> Result<(), KillSwitchError> {
     let script = render(spec)?;
     command::run("nft", &["-f", "-"], Some(&script))?;
-    tracing::info!(tun = %spec.tun_name, lockdown = spec.guard.is_none(), "kill switch applied");
+    tracing::info!(tun = %spec.tun_name, peers = ?spec.peers, "kill switch applied");
     Ok(())
 }
 
@@ -133,7 +144,7 @@ mod tests {
     fn spec(guard: Option<&str>) -> KillSwitchSpec {
         KillSwitchSpec {
             tun_name: "trn0".to_string(),
-            guard: guard.map(|g| g.parse().unwrap()),
+            peers: guard.iter().map(|g| g.parse().unwrap()).collect(),
             fwmark: 0x7472,
         }
     }
@@ -156,9 +167,16 @@ mod tests {
         );
         assert!(rules.contains("oifname \"lo\" accept"));
         assert!(rules.contains("oifname \"trn0\" counter accept"));
-        assert_eq!(rules.matches("accept").count(), 5, "{rules}");
+        assert_eq!(rules.matches(" accept\n").count(), 5, "{rules}");
         let v6 = render(&spec(Some("[2001:db8::3]:9443"))).unwrap();
         assert!(v6.contains("meta mark 0x7472 ip6 daddr 2001:db8::3 udp dport 9443"));
+        let mut two = spec(Some("198.18.0.3:9443"));
+        two.peers.push("198.18.0.11:7000".parse().unwrap());
+        let two = render(&two).unwrap();
+        assert!(
+            two.contains("meta mark 0x7472 ip daddr 198.18.0.11 udp dport 7000 counter accept")
+        );
+        assert_eq!(two.matches(" accept\n").count(), 6, "{two}");
     }
 
     #[test]
@@ -177,9 +195,16 @@ mod tests {
     }
 
     #[test]
+    fn replies_to_the_marked_socket_carry_its_mark_for_reverse_path_checks() {
+        let rules = render(&spec(Some("198.18.0.3:9443"))).unwrap();
+        assert!(rules.contains("meta l4proto udp meta mark 0x7472 ct mark set meta mark"));
+        assert!(rules.contains("meta l4proto udp meta mark set ct mark"));
+    }
+
+    #[test]
     fn lockdown_has_no_guard_rule() {
         let rules = render(&spec(None)).unwrap();
-        assert!(!rules.contains("meta mark"));
+        assert!(!rules.contains("meta mark 0x7472 ip"));
         assert!(rules.contains("oifname \"trn0\" counter accept"));
     }
 

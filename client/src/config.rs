@@ -1,0 +1,395 @@
+//! `trine.toml`: the client's configuration, parsed strictly (unknown keys
+//! are errors, each error names the field) into [`Config`]. Every key has
+//! a documented default; an empty file is only missing the authorities.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use trine_node::authorities::Authorities;
+
+/// Where the daemon reads its configuration unless told otherwise.
+pub const DEFAULT_CONFIG: &str = "/etc/trine/trine.toml";
+/// Where the daemon listens for control requests unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/trine/control.sock";
+
+/// Why a configuration file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// Not valid TOML, an unknown key, or a value of the wrong type.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, which names the key and line.
+        message: String,
+    },
+    /// A value outside what the client accepts.
+    #[error("{path}: `{field}` {problem}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Dotted key, e.g. `tunnel.mtu`.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default = "default_state_dir")]
+    state_dir: PathBuf,
+    #[serde(default)]
+    lockdown: bool,
+    #[serde(default)]
+    autoconnect: bool,
+    directory: DirectoryFile,
+    #[serde(default)]
+    tunnel: TunnelFile,
+    #[serde(default)]
+    dns: DnsFile,
+    #[serde(default)]
+    control: ControlFile,
+    #[serde(default)]
+    circuit: CircuitFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectoryFile {
+    authorities: PathBuf,
+    #[serde(default)]
+    allow_same_subnet: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct TunnelFile {
+    name: String,
+    mtu: u16,
+    ipv6: bool,
+}
+
+impl Default for TunnelFile {
+    fn default() -> Self {
+        Self {
+            name: "trine0".to_string(),
+            mtu: 1280,
+            ipv6: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct DnsFile {
+    mode: DnsMode,
+    resolv_conf: PathBuf,
+}
+
+impl Default for DnsFile {
+    fn default() -> Self {
+        Self {
+            mode: DnsMode::ResolvConf,
+            resolv_conf: PathBuf::from("/etc/resolv.conf"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ControlFile {
+    socket: PathBuf,
+    group: String,
+}
+
+impl Default for ControlFile {
+    fn default() -> Self {
+        Self {
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            group: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct CircuitFile {
+    build_timeout_secs: u64,
+    keepalive_secs: u64,
+    dead_after_secs: u64,
+}
+
+impl Default for CircuitFile {
+    fn default() -> Self {
+        Self {
+            build_timeout_secs: 10,
+            keepalive_secs: 1,
+            dead_after_secs: 3,
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/trine")
+}
+
+/// How the system resolver is pointed at the tunnel's resolver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DnsMode {
+    /// Rewrite `dns.resolv_conf` (backed up first, restored on `down` and
+    /// after a crash).
+    ResolvConf,
+    /// Leave the resolver alone (the kill switch still rejects DNS to
+    /// anything but the tunnel's resolver).
+    Off,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Guards and the cached consensus live here.
+    pub state_dir: PathBuf,
+    /// Keep the kill switch on while disconnected.
+    pub lockdown: bool,
+    /// Connect as soon as the daemon starts.
+    pub autoconnect: bool,
+    /// The authorities and threshold.
+    pub authorities: Authorities,
+    /// Whether two relays of one path may share an IPv4 /16 (test networks
+    /// only).
+    pub allow_same_subnet: bool,
+    /// The TUN device's name.
+    pub tun_name: String,
+    /// The TUN device's MTU.
+    pub mtu: u16,
+    /// Whether IPv6 is tunnelled (otherwise it is blocked).
+    pub ipv6: bool,
+    /// How DNS is redirected.
+    pub dns_mode: DnsMode,
+    /// The resolver file managed in [`DnsMode::ResolvConf`].
+    pub resolv_conf: PathBuf,
+    /// The control socket.
+    pub socket: PathBuf,
+    /// The group given the control socket (empty: root's group).
+    pub group: String,
+    /// Time allowed for one circuit build.
+    pub build_timeout: Duration,
+    /// How often each circuit is pinged end to end.
+    pub keepalive: Duration,
+    /// A circuit whose last hop has not answered for this long is dead.
+    pub dead_after: Duration,
+}
+
+impl Config {
+    /// Reads and validates `path`. A relative `directory.authorities` is
+    /// taken relative to the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates `text` as the file `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|error| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: error.message().to_string(),
+        })?;
+        let invalid = |field, problem: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            problem: problem.to_string(),
+        };
+        let base = path.parent().unwrap_or(Path::new("."));
+        let authorities_path = base.join(&file.directory.authorities);
+        let authorities = Authorities::load(&authorities_path)
+            .map_err(|error| invalid("directory.authorities", &error.to_string()))?;
+        let name = &file.tunnel.name;
+        let name_ok = (1..16).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(invalid(
+                "tunnel.name",
+                "must be 1 to 15 letters, digits, '-' or '_'",
+            ));
+        }
+        if !(1280..=9000).contains(&file.tunnel.mtu) {
+            return Err(invalid(
+                "tunnel.mtu",
+                "must be between 1280 (IPv6's minimum) and 9000",
+            ));
+        }
+        let circuit = &file.circuit;
+        if !(1..=120).contains(&circuit.build_timeout_secs) {
+            return Err(invalid("circuit.build_timeout_secs", "must be 1 to 120"));
+        }
+        if !(1..=60).contains(&circuit.keepalive_secs) {
+            return Err(invalid("circuit.keepalive_secs", "must be 1 to 60"));
+        }
+        if circuit.dead_after_secs <= circuit.keepalive_secs || circuit.dead_after_secs > 300 {
+            return Err(invalid(
+                "circuit.dead_after_secs",
+                "must be longer than circuit.keepalive_secs and at most 300",
+            ));
+        }
+        if !file
+            .control
+            .group
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(invalid("control.group", "is not a valid group name"));
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            state_dir: base.join(file.state_dir),
+            lockdown: file.lockdown,
+            autoconnect: file.autoconnect,
+            authorities,
+            allow_same_subnet: file.directory.allow_same_subnet,
+            tun_name: file.tunnel.name,
+            mtu: file.tunnel.mtu,
+            ipv6: file.tunnel.ipv6,
+            dns_mode: file.dns.mode,
+            resolv_conf: file.dns.resolv_conf,
+            socket: file.control.socket,
+            group: file.control.group,
+            build_timeout: Duration::from_secs(circuit.build_timeout_secs),
+            keepalive: Duration::from_secs(circuit.keepalive_secs),
+            dead_after: Duration::from_secs(circuit.dead_after_secs),
+        })
+    }
+}
+
+/// The commented configuration `trine init` writes; every default spelled
+/// out.
+pub fn template(authorities: &Path) -> String {
+    format!(
+        r#"# Trine client configuration. Every key but directory.authorities has
+# the default shown. Paths may be relative to this file.
+
+# Guards and the cached consensus.
+state_dir = "/var/lib/trine"
+# Keep the kill switch on while disconnected: nothing leaves this machine
+# outside the tunnel, ever (until `trine lockdown off`).
+lockdown = false
+# Connect when the daemon starts.
+autoconnect = false
+
+[directory]
+# The network's authorities and signing threshold (trine-dir's format).
+authorities = "{}"
+# Allow two relays of one path in one IPv4 /16 (only for test networks).
+allow_same_subnet = false
+
+[tunnel]
+name = "trine0"
+mtu = 1280
+# Tunnel IPv6; when false, IPv6 is blocked (never leaked).
+ipv6 = true
+
+[dns]
+# "resolv-conf": point the file below at the tunnel's resolver (backed up,
+# restored on down); "off": leave it (DNS elsewhere is still blocked).
+mode = "resolv-conf"
+resolv_conf = "/etc/resolv.conf"
+
+[control]
+socket = "/run/trine/control.sock"
+# Members of this group may use `trine` and the app without root.
+group = ""
+
+[circuit]
+build_timeout_secs = 10
+# Each circuit is pinged end to end this often; silent this long = dead.
+keepalive_secs = 1
+dead_after_secs = 3
+"#,
+        authorities.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn authorities_file(dir: &Path) -> PathBuf {
+        let path = dir.join("authorities.toml");
+        let id = trine_circuit::IdentityKey::generate(&mut rand::rngs::OsRng).relay_id();
+        let list = [trine_node::authorities::Authority {
+            id,
+            address: "198.18.0.11:7000".parse().unwrap(),
+        }];
+        std::fs::write(&path, Authorities::render(&list, 1)).unwrap();
+        path
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("trine-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_template_parses_to_the_defaults() {
+        let dir = scratch("template");
+        let auth = authorities_file(&dir);
+        let path = dir.join("trine.toml");
+        let config = Config::parse(&path, &template(&auth)).unwrap();
+        assert_eq!(config.mtu, 1280);
+        assert_eq!(config.tun_name, "trine0");
+        assert_eq!(config.dns_mode, DnsMode::ResolvConf);
+        assert_eq!(config.keepalive, Duration::from_secs(1));
+        assert!(!config.lockdown);
+        let minimal = format!("[directory]\nauthorities = \"{}\"\n", auth.display());
+        let minimal = Config::parse(&path, &minimal).unwrap();
+        assert_eq!(minimal.socket, PathBuf::from(DEFAULT_SOCKET));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let dir = scratch("errors");
+        let auth = authorities_file(&dir);
+        let path = dir.join("trine.toml");
+        let base = format!("[directory]\nauthorities = \"{}\"\n", auth.display());
+        for (extra, field) in [
+            ("[tunnel]\nmtu = 500\n", "tunnel.mtu"),
+            ("[tunnel]\nname = \"a b\"\n", "tunnel.name"),
+            (
+                "[circuit]\nkeepalive_secs = 5\ndead_after_secs = 5\n",
+                "circuit.dead_after_secs",
+            ),
+            ("[control]\ngroup = \"x;y\"\n", "control.group"),
+        ] {
+            let error = Config::parse(&path, &format!("{base}{extra}")).unwrap_err();
+            assert!(error.to_string().contains(field), "{error}");
+        }
+        let unknown = Config::parse(&path, &format!("{base}colour = 1\n")).unwrap_err();
+        assert!(unknown.to_string().contains("colour"), "{unknown}");
+        let missing = Config::parse(&path, "[directory]\nauthorities = \"nope.toml\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("directory.authorities"), "{missing}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,102 @@
+//! The daemon's hold on the operating system while the tunnel is up: the
+//! kill switch first (so nothing leaks while the rest is set up), then the
+//! TUN device, the policy routing and DNS; taken down in the reverse order.
+//! Everything is idempotent, so the same calls clean up after a crash.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use trine_circuit::ip::{TUNNEL_CLIENT_V4, TUNNEL_CLIENT_V6};
+use tun_rs::{AsyncDevice, DeviceBuilder};
+
+use crate::config::{Config, DnsMode};
+use crate::os::{KillSwitchSpec, RoutesSpec, TRINE_FWMARK, dns, killswitch, routes};
+
+/// The resolver backup's file name in the state directory.
+const DNS_BACKUP: &str = "resolv.conf.trine-backup";
+
+/// Applies (or atomically replaces) the kill switch letting the daemon's
+/// marked QUIC reach `peers` only.
+pub fn kill_switch(config: &Config, peers: &[SocketAddr]) -> anyhow::Result<()> {
+    killswitch::apply(&KillSwitchSpec {
+        tun_name: config.tun_name.clone(),
+        peers: peers.to_vec(),
+        fwmark: TRINE_FWMARK,
+    })?;
+    Ok(())
+}
+
+/// Brings the tunnel's OS side up; on failure everything is taken down
+/// again (keeping the block if `lockdown`).
+pub fn up(config: &Config, peers: &[SocketAddr]) -> anyhow::Result<Arc<AsyncDevice>> {
+    let result = up_inner(config, peers);
+    if result.is_err() {
+        down(config, config.lockdown);
+    }
+    result
+}
+
+fn up_inner(config: &Config, peers: &[SocketAddr]) -> anyhow::Result<Arc<AsyncDevice>> {
+    kill_switch(config, peers)?;
+    let mut builder = DeviceBuilder::new()
+        .name(&config.tun_name)
+        .mtu(config.mtu)
+        .ipv4(TUNNEL_CLIENT_V4, 32, None);
+    if config.ipv6 {
+        builder = builder.ipv6(TUNNEL_CLIENT_V6, 128);
+    }
+    let tun = builder.build_async().with_context(|| {
+        format!(
+            "cannot create the TUN device {} (the daemon needs root)",
+            config.tun_name
+        )
+    })?;
+    // Replies to the marked socket are validated against the mark (as
+    // wg-quick does); harmless where reverse-path filtering is off.
+    let _ = std::fs::write("/proc/sys/net/ipv4/conf/all/src_valid_mark", "1");
+    routes::apply(&RoutesSpec {
+        tun_name: config.tun_name.clone(),
+        fwmark: TRINE_FWMARK,
+        ipv6: config.ipv6,
+    })?;
+    if config.dns_mode == DnsMode::ResolvConf {
+        dns::redirect(
+            &config.resolv_conf,
+            &config.state_dir.join(DNS_BACKUP),
+            config.ipv6,
+        )?;
+    }
+    Ok(Arc::new(tun))
+}
+
+/// Takes the tunnel's OS side down: DNS and routes restored, then the kill
+/// switch removed, or reduced to the lockdown block. Errors are logged:
+/// every step is tried.
+pub fn down(config: &Config, lockdown: bool) {
+    if let Err(error) = dns::restore(&config.resolv_conf, &config.state_dir.join(DNS_BACKUP)) {
+        tracing::error!(%error, "cannot restore the resolver");
+    }
+    if let Err(error) = routes::remove() {
+        tracing::error!(%error, "cannot remove the tunnel routes");
+    }
+    let firewall = if lockdown {
+        kill_switch(config, &[])
+    } else {
+        killswitch::remove().map_err(anyhow::Error::from)
+    };
+    if let Err(error) = firewall {
+        tracing::error!(%error, "cannot update the kill switch");
+    }
+}
+
+/// Whether the OS side looks usable at all (for a clear start-up error).
+pub fn check_tools() -> anyhow::Result<()> {
+    for tool in ["ip", "nft"] {
+        std::process::Command::new(tool)
+            .arg("-V")
+            .output()
+            .with_context(|| format!("`{tool}` is missing (install iproute2 and nftables)"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! DNS: points the system resolver file (`/etc/resolv.conf` unless
+//! configured otherwise) at the tunnel's virtual resolver, after saving the
+//! original beside the client's state. The backup is written (and synced)
+//! before the file is touched and removed only after the original is back,
+//! so a crash at any point leaves enough to restore: the daemon restores a
+//! leftover backup when it starts.
+//!
+//! A symlinked resolver file (systemd-resolved's stub, resolvconf) is
+//! replaced by a plain file and the link is recreated on restore. The file
+//! is rewritten in place, not renamed over, because inside a network
+//! namespace it is a bind mount that cannot be replaced.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use trine_circuit::ip::{TUNNEL_RESOLVER_V4, TUNNEL_RESOLVER_V6};
+
+/// The first line of a backup of a symlink; the target follows.
+const SYMLINK_HEADER: &str = "trine-backup symlink ";
+/// The first line of a backup of a regular file; the content follows.
+const FILE_HEADER: &str = "trine-backup file";
+
+/// The resolver file could not be redirected or restored.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    /// Reading or writing a file failed.
+    #[error("DNS: {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The backup is not one the client wrote.
+    #[error("DNS: {0} is not a backup written by trine; restore the resolver by hand")]
+    BadBackup(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DnsError + '_ {
+    move |source| DnsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The resolver file pointing at the tunnel.
+pub fn tunnel_resolv_conf(ipv6: bool) -> String {
+    let mut text = format!(
+        "# Written by the Trine daemon while the tunnel is up; the original\n\
+         # comes back on `trine down`.\nnameserver {TUNNEL_RESOLVER_V4}\n"
+    );
+    if ipv6 {
+        text.push_str(&format!("nameserver {TUNNEL_RESOLVER_V6}\n"));
+    }
+    text
+}
+
+/// Saves `resolv_conf` to `backup` (unless a backup from an earlier run is
+/// still there: that one holds the true original) and points the file at
+/// the tunnel.
+pub fn redirect(resolv_conf: &Path, backup: &Path, ipv6: bool) -> Result<(), DnsError> {
+    if !backup.exists() {
+        let saved = match fs::read_link(resolv_conf) {
+            Ok(target) => format!("{SYMLINK_HEADER}{}\n", target.display()),
+            Err(_) => {
+                let content = match fs::read_to_string(resolv_conf) {
+                    Ok(content) => content,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+                    Err(error) => return Err(io(resolv_conf)(error)),
+                };
+                format!("{FILE_HEADER}\n{content}")
+            }
+        };
+        write_synced(backup, &saved)?;
+    }
+    if fs::symlink_metadata(resolv_conf).is_ok_and(|m| m.file_type().is_symlink()) {
+        fs::remove_file(resolv_conf).map_err(io(resolv_conf))?;
+    }
+    write_in_place(resolv_conf, &tunnel_resolv_conf(ipv6))?;
+    tracing::info!(path = %resolv_conf.display(), "resolver points at the tunnel");
+    Ok(())
+}
+
+/// Puts back what [`redirect`] saved and removes the backup. Returns
+/// whether there was anything to restore.
+pub fn restore(resolv_conf: &Path, backup: &Path) -> Result<bool, DnsError> {
+    let saved = match fs::read_to_string(backup) {
+        Ok(saved) => saved,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(io(backup)(error)),
+    };
+    let (header, content) = saved.split_once('\n').unwrap_or((saved.as_str(), ""));
+    if let Some(target) = header.strip_prefix(SYMLINK_HEADER) {
+        let _ = fs::remove_file(resolv_conf);
+        std::os::unix::fs::symlink(target, resolv_conf).map_err(io(resolv_conf))?;
+    } else if header == FILE_HEADER {
+        write_in_place(resolv_conf, content)?;
+    } else {
+        return Err(DnsError::BadBackup(backup.to_path_buf()));
+    }
+    fs::remove_file(backup).map_err(io(backup))?;
+    tracing::info!(path = %resolv_conf.display(), "resolver restored");
+    Ok(true)
+}
+
+fn write_in_place(path: &Path, text: &str) -> Result<(), DnsError> {
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(io(path))?;
+    file.write_all(text.as_bytes()).map_err(io(path))?;
+    file.sync_all().map_err(io(path))
+}
+
+fn write_synced(path: &Path, text: &str) -> Result<(), DnsError> {
+    let temporary = path.with_extension("tmp");
+    write_in_place(&temporary, text)?;
+    fs::rename(&temporary, path).map_err(io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("trine-dns-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_file_is_redirected_and_restored_byte_for_byte() {
+        let dir = scratch("file");
+        let (conf, backup) = (dir.join("resolv.conf"), dir.join("backup"));
+        let original = "nameserver 9.9.9.9\noptions edns0\n";
+        fs::write(&conf, original).unwrap();
+        redirect(&conf, &backup, true).unwrap();
+        let now = fs::read_to_string(&conf).unwrap();
+        assert!(now.contains("nameserver 172.22.0.53\n"));
+        assert!(now.contains("nameserver fd74:726e::53\n"));
+        assert!(!now.contains("9.9.9.9"));
+        // A second redirect (a crash and restart) keeps the true original.
+        redirect(&conf, &backup, false).unwrap();
+        assert!(restore(&conf, &backup).unwrap());
+        assert_eq!(fs::read_to_string(&conf).unwrap(), original);
+        assert!(!backup.exists());
+        assert!(!restore(&conf, &backup).unwrap(), "nothing left to restore");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_symlink_comes_back_as_the_same_symlink() {
+        let dir = scratch("link");
+        let (conf, backup) = (dir.join("resolv.conf"), dir.join("backup"));
+        let stub = dir.join("stub-resolv.conf");
+        fs::write(&stub, "nameserver 127.0.0.53\n").unwrap();
+        std::os::unix::fs::symlink(&stub, &conf).unwrap();
+        redirect(&conf, &backup, false).unwrap();
+        assert!(
+            !fs::symlink_metadata(&conf)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            fs::read_to_string(&stub).unwrap(),
+            "nameserver 127.0.0.53\n",
+            "the link's target is never written"
+        );
+        restore(&conf, &backup).unwrap();
+        assert_eq!(fs::read_link(&conf).unwrap(), stub);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_foreign_backup_is_refused() {
+        let dir = scratch("foreign");
+        let (conf, backup) = (dir.join("resolv.conf"), dir.join("backup"));
+        fs::write(&conf, "x").unwrap();
+        fs::write(&backup, "something else\n").unwrap();
+        assert!(matches!(
+            restore(&conf, &backup),
+            Err(DnsError::BadBackup(_))
+        ));
+        assert_eq!(fs::read_to_string(&conf).unwrap(), "x");
+        let _ = fs::remove_dir_all(dir);
+    }
+}

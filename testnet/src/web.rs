@@ -1,0 +1,252 @@
+//! The test network's "internet": an HTTP server (`/ip` answers the
+//! caller's address, `/bytes/N` sends N bytes of a fixed pattern) and a DNS
+//! resolver that knows one name, [`WEB_NAME`](crate::trine::WEB_NAME).
+//! Every request is logged with its source address, so tests can see who
+//! asked. Plus the fetcher the client's side uses, which checks the
+//! pattern byte for byte.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::trine::WEB_NAME;
+
+/// Byte `i` of every `/bytes/N` body.
+pub fn pattern(i: u64) -> u8 {
+    (i % 251) as u8
+}
+
+/// The largest `/bytes/N` served.
+const MAX_BYTES: u64 = 1 << 30;
+
+type Log = Arc<Mutex<std::fs::File>>;
+
+fn record(log: &Log, line: &str) {
+    if let Ok(mut file) = log.lock() {
+        let _ = writeln!(file, "{line}");
+    }
+}
+
+/// Serves HTTP on `address:80` and DNS on `address:53` until killed.
+pub fn serve(address: Ipv4Addr, log: &Path) -> std::io::Result<()> {
+    let log: Log = Arc::new(Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?,
+    ));
+    let dns = UdpSocket::bind((address, 53))?;
+    let dns_log = log.clone();
+    std::thread::spawn(move || serve_dns(&dns, address, &dns_log));
+    let http = TcpListener::bind((address, 80))?;
+    for stream in http.incoming() {
+        let Ok(stream) = stream else { continue };
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let _ = serve_http(stream, &log);
+        });
+    }
+    Ok(())
+}
+
+fn serve_http(stream: TcpStream, log: &Log) -> std::io::Result<()> {
+    let peer = stream.peer_addr()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request = String::new();
+    reader.read_line(&mut request)?;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+    }
+    let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+    record(log, &format!("http {} {path}", peer.ip()));
+    let mut stream = stream;
+    if path == "/ip" {
+        let body = format!("{}\n", peer.ip());
+        return respond(&mut stream, "200 OK", body.as_bytes());
+    }
+    if let Some(n) = path
+        .strip_prefix("/bytes/")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        if n <= MAX_BYTES {
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut chunk = vec![0u8; 64 * 1024];
+            let mut sent = 0u64;
+            while sent < n {
+                let len = (n - sent).min(chunk.len() as u64) as usize;
+                for (k, byte) in chunk[..len].iter_mut().enumerate() {
+                    *byte = pattern(sent + k as u64);
+                }
+                stream.write_all(&chunk[..len])?;
+                sent += len as u64;
+            }
+            return Ok(());
+        }
+    }
+    respond(&mut stream, "404 Not Found", b"not found\n")
+}
+
+fn respond(stream: &mut TcpStream, status: &str, body: &[u8]) -> std::io::Result<()> {
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )?;
+    stream.write_all(body)
+}
+
+fn serve_dns(socket: &UdpSocket, address: Ipv4Addr, log: &Log) {
+    let mut buf = [0u8; 512];
+    while let Ok((len, from)) = socket.recv_from(&mut buf) {
+        let Some((name, qtype, question_end)) = parse_query(&buf[..len]) else {
+            continue;
+        };
+        record(log, &format!("dns {} {name}", from.ip()));
+        let known = name.eq_ignore_ascii_case(WEB_NAME);
+        let mut answer = Vec::with_capacity(question_end + 16);
+        answer.extend_from_slice(&buf[..2]); // id
+        answer.extend_from_slice(&[0x81, if known { 0x80 } else { 0x83 }]);
+        let answers = u8::from(known && qtype == 1);
+        answer.extend_from_slice(&[0, 1, 0, answers, 0, 0, 0, 0]);
+        answer.extend_from_slice(&buf[12..question_end]);
+        if answers == 1 {
+            answer.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+            answer.extend_from_slice(&address.octets());
+        }
+        let _ = socket.send_to(&answer, from);
+    }
+}
+
+/// The name, type and end offset of a DNS query's one question.
+fn parse_query(packet: &[u8]) -> Option<(String, u16, usize)> {
+    if packet.len() < 12 || packet[2] & 0x80 != 0 || packet[4..6] != [0, 1] {
+        return None;
+    }
+    let mut labels = Vec::new();
+    let mut at = 12;
+    loop {
+        let len = usize::from(*packet.get(at)?);
+        at += 1;
+        if len == 0 {
+            break;
+        }
+        if len > 63 {
+            return None;
+        }
+        labels.push(String::from_utf8_lossy(packet.get(at..at + len)?).into_owned());
+        at += len;
+    }
+    let qtype = u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]);
+    packet.get(at + 3)?;
+    Some((labels.join("."), qtype, at + 4))
+}
+
+/// What [`fetch`] got.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The body.
+    pub body: Vec<u8>,
+    /// The address the name resolved to.
+    pub address: SocketAddr,
+}
+
+/// GETs `url` (`http://host[:port]/path`), resolving `host` with the
+/// system resolver.
+pub fn fetch(url: &str, timeout: Duration) -> Result<Fetched, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let with_port = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let address = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
+        .find(SocketAddr::is_ipv4)
+        .ok_or_else(|| format!("{authority} has no IPv4 address"))?;
+    let mut stream = TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    let host = authority.split(':').next().unwrap_or(authority);
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| format!("cannot send the request: {e}"))?;
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .map_err(|e| format!("reading the answer: {e} (after {} bytes)", response.len()))?;
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no HTTP header in the answer")?;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    if !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("answer: {}", head.lines().next().unwrap_or("")));
+    }
+    let length: Option<usize> = head.lines().find_map(|l| {
+        l.strip_prefix("Content-Length: ")
+            .and_then(|n| n.trim().parse().ok())
+    });
+    let body = response[split + 4..].to_vec();
+    if let Some(length) = length {
+        if body.len() != length {
+            return Err(format!("got {} of {length} bytes", body.len()));
+        }
+    }
+    Ok(Fetched { body, address })
+}
+
+/// Whether `body` is the `/bytes/N` pattern.
+pub fn is_pattern(body: &[u8]) -> bool {
+    body.iter()
+        .enumerate()
+        .all(|(i, byte)| *byte == pattern(i as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn dns_queries_are_parsed_and_junk_is_not() {
+        let mut query = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in ["web", "trine", "test"] {
+            query.push(label.len() as u8);
+            query.extend_from_slice(label.as_bytes());
+        }
+        query.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let (name, qtype, end) = parse_query(&query).unwrap();
+        assert_eq!(
+            (name.as_str(), qtype, end),
+            ("web.trine.test", 1, query.len())
+        );
+        for cut in 0..query.len() {
+            assert!(parse_query(&query[..cut]).is_none());
+        }
+    }
+
+    #[test]
+    fn the_pattern_is_checked_byte_for_byte() {
+        let mut body: Vec<u8> = (0..1000).map(pattern).collect();
+        assert!(is_pattern(&body));
+        body[999] ^= 1;
+        assert!(!is_pattern(&body));
+    }
+}

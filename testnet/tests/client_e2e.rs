@@ -1,0 +1,315 @@
+//! The client, end to end, in namespaces with real processes: three
+//! authorities, three relays, two exits, a web host and the `trine`
+//! daemon. Checks, by what arrives where:
+//!
+//! - after `trine up`, the web host sees the exit's address, never the
+//!   client's, and DNS queries reach the web host's resolver from the exit;
+//! - a 5 MiB download through the tunnel is byte-exact;
+//! - killing the exit, the middle and the guard of the active circuit (one
+//!   at a time) — traffic resumes within a bound;
+//! - all along, a counter on the hub's bridge port of the client sees
+//!   nothing leave the client but QUIC to authorities and to the guards it
+//!   used (no plaintext, no DNS, no IPv6);
+//! - `trine down` restores the namespace's routes, rules, resolver file and
+//!   firewall exactly.
+//!
+//! Needs root; set TRINE_SKIP_NETNS=1 to skip knowingly. Namespaces are
+//! named `trce<pid>…` and removed even when the test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use trine_testnet::trine::{
+    AUTHORITY_PORT, Binaries, CLIENT, Kind, RELAY_PORT, Shape, TrineNet, WEB, WEB_NAME,
+};
+use trine_testnet::{must, netns_tests_enabled, sh};
+
+const WATCH: &str = "trine_watch";
+
+fn binaries() -> Binaries {
+    let here = Path::new(env!("CARGO_BIN_EXE_trine-testnet"));
+    let binaries = Binaries::in_dir(here.parent().unwrap());
+    if let Some(missing) = binaries.missing() {
+        panic!(
+            "{} is missing: build the workspace first (`cargo build --workspace`; make test does)",
+            missing.display()
+        );
+    }
+    binaries
+}
+
+/// The client namespace's networking state, as text, for before/after.
+fn snapshot(net: &TrineNet) -> String {
+    let mut text = String::new();
+    for args in [
+        &["ip", "-4", "rule"][..],
+        &["ip", "-6", "rule"],
+        &["ip", "-4", "route", "show", "table", "all"],
+        &["ip", "-6", "route", "show", "table", "all"],
+        &["nft", "list", "ruleset"],
+        &["ip", "-br", "link"],
+    ] {
+        let out = net.exec("client", args);
+        text.push_str(&format!("$ {}\n", args.join(" ")));
+        // eth0's link-local address shows up whenever its duplicate
+        // address detection finishes, which has nothing to do with Trine.
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if !line.contains("fe80::") {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    text.push_str(&std::fs::read_to_string(net.client_resolv_conf()).unwrap());
+    text
+}
+
+/// Counts, on the hub's bridge, every frame the client sends: per relay
+/// and authority for QUIC to their port, and everything else in one
+/// "other" counter (ARP aside).
+fn watch_client_port(net: &TrineNet) {
+    let port = net.network.hub_port("c");
+    let mut rules = format!(
+        "table bridge {WATCH} {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  iifname \"{port}\" ether type arp accept\n"
+    );
+    for node in &net.nodes {
+        let port_number = match node.kind {
+            Kind::Authority => AUTHORITY_PORT,
+            Kind::Relay | Kind::Exit => RELAY_PORT,
+            _ => continue,
+        };
+        rules.push_str(&format!(
+            "  iifname \"{port}\" ip saddr {CLIENT} ip daddr {} udp dport {port_number} counter accept comment \"to {}\"\n",
+            node.address, node.name
+        ));
+    }
+    rules.push_str(&format!(
+        "  iifname \"{port}\" counter accept comment \"other\"\n }}\n}}\n"
+    ));
+    let path = net.root.join("watch.nft");
+    std::fs::write(&path, rules).unwrap();
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        &net.network.ns("h"),
+        "nft",
+        "-f",
+        path.to_str().unwrap(),
+    ]);
+}
+
+/// (comment, packets) of every watch rule.
+fn watched(net: &TrineNet) -> Vec<(String, u64)> {
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &net.network.ns("h"),
+        "nft",
+        "list",
+        "table",
+        "bridge",
+        WATCH,
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let packets = line
+                .split("counter packets ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()?;
+            let comment = line
+                .split("comment \"")
+                .nth(1)?
+                .trim_end_matches('"')
+                .to_string();
+            Some((comment, packets))
+        })
+        .collect()
+}
+
+fn status(net: &TrineNet) -> serde_like::Status {
+    let out = net.trine(&["status", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_like::parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The few status fields the test reads, without a JSON dependency.
+mod serde_like {
+    pub struct Status {
+        pub state: String,
+        pub nicknames: Vec<String>,
+        pub exit_address: Option<String>,
+    }
+
+    fn strings_after(json: &str, key: &str) -> Vec<String> {
+        json.split(&format!("\"{key}\":\""))
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next().map(str::to_string))
+            .collect()
+    }
+
+    pub fn parse(json: &str) -> Status {
+        Status {
+            state: strings_after(json, "state")
+                .into_iter()
+                .next()
+                .unwrap_or_default(),
+            nicknames: strings_after(json, "nickname"),
+            exit_address: strings_after(json, "exit_address").into_iter().next(),
+        }
+    }
+}
+
+/// Fetches `/ip` from `host` until it works; returns the body and how
+/// long it took.
+fn fetch_ip_within(net: &TrineNet, host: &str, within: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    loop {
+        let out = net.fetch("client", &format!("http://{host}/ip"), 1);
+        if out.status.success() {
+            return (
+                String::from_utf8_lossy(&out.stdout).trim().to_string(),
+                started.elapsed(),
+            );
+        }
+        assert!(
+            started.elapsed() < within,
+            "no traffic through the tunnel within {within:?}: {}\nclient log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            net.log("client")
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
+    if !netns_tests_enabled() {
+        return;
+    }
+    let root = std::env::temp_dir().join(format!("trine-client-e2e-{}", std::process::id()));
+    let shape = Shape {
+        interval_secs: 6,
+        ..Shape::default()
+    };
+    let mut net = TrineNet::start("trce", shape, binaries(), &root);
+    let exits: BTreeSet<String> = net
+        .nodes
+        .iter()
+        .filter(|n| n.kind == Kind::Exit)
+        .map(|n| n.address.to_string())
+        .collect();
+
+    net.start_client();
+    let before = snapshot(&net);
+    watch_client_port(&net);
+
+    // Up: waits for the directory's first consensus and a circuit.
+    let out = net.trine(&["up", "--timeout", "120"]);
+    assert!(
+        out.status.success(),
+        "trine up failed: {}\nclient log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        net.log("client")
+    );
+    let mut guards = BTreeSet::new();
+    let first = status(&net);
+    assert_eq!(first.state, "connected");
+    assert_eq!(first.nicknames.len(), 3, "three hops");
+    guards.insert(first.nicknames[0].clone());
+
+    // Privacy: the web host sees the exit, DNS came from the exit.
+    let (seen, _) = fetch_ip_within(&net, WEB_NAME, Duration::from_secs(20));
+    assert!(exits.contains(&seen), "web host saw {seen}, not an exit");
+    assert_ne!(seen, CLIENT.to_string());
+    assert_eq!(first.exit_address.as_deref(), Some(seen.as_str()));
+    let web_log = std::fs::read_to_string(net.node("web").dir.join("requests.log")).unwrap();
+    assert!(
+        web_log.contains(&format!("dns {seen} {WEB_NAME}")),
+        "{web_log}"
+    );
+    assert!(
+        !web_log.contains(&CLIENT.to_string()),
+        "the client reached the web host: {web_log}"
+    );
+
+    // A download, byte for byte.
+    let out = net.exec(
+        "client",
+        &[
+            net.binaries.testnet.to_str().unwrap(),
+            "fetch",
+            "--check",
+            &format!("http://{WEB}/bytes/{}", 5 << 20),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Failover: kill each position of the active circuit in turn.
+    for position in [2, 1, 0] {
+        let current = status(&net);
+        let victim = current.nicknames[position].clone();
+        net.kill(&victim);
+        // By address: a DNS query lost in the dead circuit would add the
+        // resolver's 5 s retry to the measurement.
+        let (seen, took) = fetch_ip_within(&net, &WEB.to_string(), Duration::from_secs(40));
+        assert!(exits.contains(&seen));
+        eprintln!("failover after killing position {position} ({victim}): {took:?}");
+        let after = status(&net);
+        assert!(!after.nicknames.contains(&victim), "still using {victim}");
+        guards.insert(after.nicknames[0].clone());
+        net.start_node(&victim);
+    }
+
+    // Nothing but QUIC to authorities and the guards used left the client.
+    for (comment, packets) in watched(&net) {
+        if packets == 0 {
+            continue;
+        }
+        let allowed = comment.starts_with("to auth")
+            || comment
+                .strip_prefix("to ")
+                .is_some_and(|name| guards.contains(name));
+        assert!(
+            allowed,
+            "{packets} packets left the client as `{comment}` (guards used: {guards:?})"
+        );
+    }
+
+    // Down restores everything as it was.
+    let out = net.trine(&["down"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The TUN device goes when its last reader lets go: poll briefly.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut after = snapshot(&net);
+    while after != before && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        after = snapshot(&net);
+    }
+    assert_eq!(after, before, "trine down left the namespace changed");
+    assert!(
+        net.stop("client", Duration::from_secs(10)),
+        "the daemon ignored SIGTERM"
+    );
+    drop(net);
+    let _ = std::fs::remove_dir_all(&root);
+}
