@@ -4,7 +4,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 20
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help build test lint bench fuzz fuzz-build demo clean
+.PHONY: help deps build test lint bench fuzz fuzz-build demo demo-memory testnet-up testnet-down clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -31,8 +31,22 @@ fuzz-build: ## Check that the fuzz targets compile (no fuzzing)
 fuzz: ## Run every fuzz target for FUZZ_SECONDS (default 20) each; needs cargo-fuzz (installed if missing)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) circuit/fuzz/run-all.sh
 
-demo: ## Build a 3-hop circuit in memory and push real packets through it
+deps: ## Install the Debian packages builds and network commands need (as root; says what it installs)
+	scripts/install-deps.sh
+
+demo: deps ## The main job: a whole Trine network in namespaces (root); fetch a page through a real circuit, show who saw what, tear down
+	$(CARGO) build --workspace --bins
+	$(CARGO) run -q -p trine-testnet --bin trine-testnet -- demo
+
+demo-memory: ## A 3-hop circuit in one process (in-memory queues), real packets both ways
 	$(CARGO) run --release -p trine-circuit --example demo
+
+testnet-up: deps ## Bring a test network up and leave it running (root; see docs/testnet.md)
+	$(CARGO) build --workspace --bins
+	$(CARGO) run -q -p trine-testnet --bin trine-testnet -- up
+
+testnet-down: ## Remove the test network (idempotent)
+	$(CARGO) run -q -p trine-testnet --bin trine-testnet -- down
 
 clean: ## Remove build output
 	$(CARGO) clean

@@ -147,7 +147,7 @@ fn watch_the_wire(network: &Network) {
     );
     let path = std::env::temp_dir().join(format!("{}-watch.nft", network.ns("c")));
     std::fs::write(&path, script).unwrap();
-    let out = network.exec("h", &["nft", "-f", path.to_str().unwrap()]);
+    let out = network.exec(trine_testnet::HUB, &["nft", "-f", path.to_str().unwrap()]);
     let _ = std::fs::remove_file(&path);
     assert!(
         out.status.success(),
@@ -160,7 +160,7 @@ fn watch_the_wire(network: &Network) {
 fn reset_wire(network: &Network) {
     for name in ["leaked4", "leaked6"] {
         let out = network.exec(
-            "h",
+            trine_testnet::HUB,
             &[
                 "nft",
                 "reset",
@@ -181,7 +181,7 @@ fn reset_wire(network: &Network) {
 /// Whether the client put nothing counted on the wire since the reset.
 fn wire_silent(network: &Network, name: &str) -> bool {
     let out = network.exec(
-        "h",
+        trine_testnet::HUB,
         &["nft", "list", "counter", "bridge", "trine_test_watch", name],
     );
     assert!(

@@ -11,6 +11,7 @@
 //! Test support: failures panic with the command and its stderr.
 #![allow(clippy::panic)]
 
+pub mod session;
 pub mod trine;
 pub mod web;
 
@@ -72,13 +73,20 @@ pub struct Network {
 
 impl Network {
     /// Builds the hub and one namespace per node, each with `eth0` on the
-    /// hub's bridge and `lo` up. `prefix` names this kind of test.
+    /// hub's bridge and `lo` up. `prefix` names this kind of test; the
+    /// namespaces are `PREFIX<pid><role>`, and leftovers of dead runs are
+    /// removed first.
     pub fn build(prefix: &str, nodes: &[Node<'_>]) -> Self {
         remove_leftovers(prefix);
-        let tag = format!("{prefix}{}", std::process::id());
-        let hub = format!("{tag}h");
+        Self::build_tagged(&format!("{prefix}{}", std::process::id()), nodes)
+    }
+
+    /// Like [`Network::build`] with namespaces named exactly `TAG<role>`
+    /// (the hub is `TAG` + `hub`); the caller removes leftovers.
+    pub fn build_tagged(tag: &str, nodes: &[Node<'_>]) -> Self {
+        let hub = format!("{tag}{HUB}");
         let mut network = Self {
-            tag: tag.clone(),
+            tag: tag.to_string(),
             names: vec![hub.clone()],
             children: Vec::new(),
         };
@@ -89,7 +97,7 @@ impl Network {
             let ns = format!("{tag}{}", node.role);
             network.names.push(ns.clone());
             must(&["ip", "netns", "add", &ns]);
-            let outer = format!("{tag}{}x", node.role);
+            let outer = port_name(node.role);
             must(&[
                 "ip", "-n", &hub, "link", "add", &outer, "type", "veth", "peer", "name", "eth0",
                 "netns", &ns,
@@ -107,14 +115,22 @@ impl Network {
         network
     }
 
-    /// The namespace of `role` (`h` is the hub).
+    /// Forgets the network without removing it (its namespaces and
+    /// processes outlive this process; see `trine-testnet down`).
+    pub fn leak(&mut self) {
+        self.names.clear();
+        self.children.clear();
+    }
+
+    /// The namespace of `role` (`hub` is the hub).
     pub fn ns(&self, role: &str) -> String {
         format!("{}{role}", self.tag)
     }
 
-    /// The hub's end of `role`'s veth pair.
+    /// The hub's end of `role`'s veth pair (a name inside the hub
+    /// namespace).
     pub fn hub_port(&self, role: &str) -> String {
-        format!("{}{role}x", self.tag)
+        port_name(role)
     }
 
     /// Runs `args` inside the namespace of `role`.
@@ -136,6 +152,17 @@ impl Drop for Network {
             let _ = sh(&["ip", "netns", "delete", name]);
         }
     }
+}
+
+/// The hub namespace's role name.
+pub const HUB: &str = "hub";
+
+/// The hub-side name of `role`'s veth (at most 15 bytes, unique in the
+/// hub).
+fn port_name(role: &str) -> String {
+    let mut name = format!("v-{role}");
+    name.truncate(15);
+    name
 }
 
 /// Removes namespaces named `prefix<pid>…` whose process is gone.

@@ -1,6 +1,7 @@
-//! `trine-testnet`: tools for a Trine network in namespaces on this
-//! machine. `web` runs the network's "internet" host and `fetch` gets a
-//! URL from inside a namespace (both used by the end-to-end tests).
+//! `trine-testnet`: a whole Trine network in network namespaces on this
+//! machine (`up`, `status`, `exec`, `kill`, `start`, `down`, `demo`; see
+//! docs/testnet.md). `web` runs the network's "internet" host and `fetch`
+//! gets a URL from inside a namespace.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -8,21 +9,108 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use trine_testnet::web;
+use trine_testnet::trine::{Binaries, Shape};
+use trine_testnet::{session, web};
 
 #[derive(Parser)]
 #[command(
     name = "trine-testnet",
     version,
-    about = "A whole Trine network on one machine, in network namespaces."
+    about = "A whole Trine network on one machine, in network namespaces (needs root)."
 )]
 struct Cli {
+    /// Where the network's files and state live.
+    #[arg(long, global = true, env = "TRINE_TESTNET_DIR", default_value = session::DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(clap::Args, Clone, Copy)]
+struct ShapeArgs {
+    /// Directory authorities.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=9))]
+    authorities: u8,
+    /// Authority signatures a consensus needs.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=9))]
+    threshold: u8,
+    /// Relays that are not exits.
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u8).range(1..=9))]
+    relays: u8,
+    /// Exit relays.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=9))]
+    exits: u8,
+    /// Limit every node's link to this many Mbit/s each way (tbf).
+    #[arg(long)]
+    rate: Option<u32>,
+    /// Added one-way delay per link, ms (not available yet).
+    #[arg(long)]
+    delay: Option<u32>,
+    /// Packet loss per link, percent (not available yet).
+    #[arg(long)]
+    loss: Option<f32>,
+}
+
+impl ShapeArgs {
+    fn options(self) -> Result<session::UpOptions, String> {
+        if self.delay.is_some() || self.loss.is_some() {
+            return Err("--delay and --loss are not available yet: this kernel has no netem and the userspace delay helper is not written; only --rate works".to_string());
+        }
+        if self.threshold > self.authorities {
+            return Err(format!(
+                "--threshold {} is more than the {} authorities",
+                self.threshold, self.authorities
+            ));
+        }
+        Ok(session::UpOptions {
+            shape: Shape {
+                authorities: self.authorities.into(),
+                threshold: self.threshold.into(),
+                relays: self.relays.into(),
+                exits: self.exits.into(),
+                interval_secs: 10,
+            },
+            rate_mbit: self.rate,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Create the namespaces, start every daemon, wait until the client is
+    /// connected, print a summary and leave it running.
+    Up(ShapeArgs),
+    /// Every node: role, namespace, address, pid, fingerprint, up or down.
+    Status {
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a node's namespace: `exec client -- ping …`.
+    Exec {
+        /// The node (e.g. client, relay1, exit2, auth1, web).
+        node: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// SIGKILL a node's daemon.
+    Kill {
+        /// The node.
+        node: String,
+    },
+    /// Start a node's daemon again.
+    Start {
+        /// The node.
+        node: String,
+    },
+    /// Remove every namespace, process and file of the test network
+    /// (also after a crash). Idempotent.
+    Down,
+    /// Up, fetch http://web.trine.test/ip through Trine, show what the web
+    /// host saw next to the client's own address, down. Exit status 0 only
+    /// if the web host saw the exit's address.
+    Demo(ShapeArgs),
     /// Run the web host: HTTP on port 80 (`/ip`, `/bytes/N`) and a DNS
     /// resolver for web.trine.test on port 53, logging every request.
     Web {
@@ -47,8 +135,44 @@ enum Command {
     },
 }
 
+fn binaries() -> Binaries {
+    let here = std::env::current_exe().unwrap_or_default();
+    Binaries::in_dir(here.parent().unwrap_or(std::path::Path::new(".")))
+}
+
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("trine-testnet: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let dir = cli.state_dir;
+    match cli.command {
+        Command::Up(args) => report(args.options().and_then(|options| {
+            let saved = session::up(&dir, binaries(), options)?;
+            print!("{}", session::status(&dir, false)?);
+            println!(
+                "\nclient connected {:.1} s after start; state in {}. `trine-testnet down` removes it all.",
+                saved.connect_secs,
+                dir.display()
+            );
+            Ok(())
+        })),
+        Command::Status { json } => report(session::status(&dir, json).map(|text| print!("{text}"))),
+        Command::Exec { node, command } => match session::exec(&dir, &node, &command) {
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(message) => report(Err(message)),
+        },
+        Command::Kill { node } => report(session::kill(&dir, &node)),
+        Command::Start { node } => report(session::start(&dir, &node)),
+        Command::Down => report(session::down(&dir)),
+        Command::Demo(args) => report(args.options().and_then(|options| session::demo(&dir, binaries(), options))),
         Command::Web { address, log } => match web::serve(address, &log) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -16,6 +16,7 @@
 //! route to it, so the client reaches it through an exit or not at all.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -93,6 +94,15 @@ impl Default for Shape {
     }
 }
 
+/// How the namespaces are named.
+#[derive(Debug, Clone, Copy)]
+pub enum Naming<'a> {
+    /// `PREFIX<pid><node>`, for tests (leftovers of dead runs removed).
+    PerProcess(&'a str),
+    /// `TAG<node>`, for the `trine-testnet` tool.
+    Tagged(&'a str),
+}
+
 /// What a node is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -147,6 +157,42 @@ pub struct TrineNet {
     pub nodes: Vec<NodeInfo>,
     /// The binaries it runs.
     pub binaries: Binaries,
+    /// Left running for `trine-testnet down` to remove.
+    detached: bool,
+}
+
+/// A node as `trine-testnet` saves it between commands.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct SavedNode {
+    /// e.g. `relay1`.
+    pub name: String,
+    /// authority, relay, exit, client or web.
+    pub kind: String,
+    /// Its namespace.
+    pub namespace: String,
+    /// Its address on the hub.
+    pub address: String,
+    /// Its fingerprint, if it has one.
+    pub fingerprint: Option<String>,
+    /// Its process id while running.
+    pub pid: Option<u32>,
+    /// The command that starts it (inside its namespace).
+    pub command: Vec<String>,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+impl Kind {
+    /// The kind in words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Authority => "authority",
+            Self::Relay => "relay",
+            Self::Exit => "exit",
+            Self::Client => "client",
+            Self::Web => "web",
+        }
+    }
 }
 
 fn run_ok(command: &mut Command) -> String {
@@ -201,29 +247,25 @@ impl TrineNet {
     /// Builds the namespaces, writes every node's keys and configuration
     /// under `root`, and starts the web host, the authorities and the
     /// relays (not the client: see [`TrineNet::start_client`]).
-    pub fn start(prefix: &str, shape: Shape, binaries: Binaries, root: &Path) -> Self {
+    pub fn start(names: Naming<'_>, shape: Shape, binaries: Binaries, root: &Path) -> Self {
         let _ = std::fs::remove_dir_all(root);
         if let Err(error) = std::fs::create_dir_all(root) {
             panic!("cannot create {}: {error}", root.display());
         }
         let mut plan: Vec<(String, Kind, String, Ipv4Addr)> = vec![
-            ("web".into(), Kind::Web, "w".into(), WEB),
-            ("client".into(), Kind::Client, "c".into(), CLIENT),
+            ("web".into(), Kind::Web, "web".into(), WEB),
+            ("client".into(), Kind::Client, "client".into(), CLIENT),
         ];
         let hosts = [
-            (shape.authorities, "auth", Kind::Authority, "a", 10),
-            (shape.relays, "relay", Kind::Relay, "r", 20),
-            (shape.exits, "exit", Kind::Exit, "e", 30),
+            (shape.authorities, "auth", Kind::Authority, 10),
+            (shape.relays, "relay", Kind::Relay, 20),
+            (shape.exits, "exit", Kind::Exit, 30),
         ];
-        for (count, name, kind, role, base) in hosts {
-            for i in 1..=count {
+        for (count, name, kind, base) in hosts {
+            for i in 1..=count.min(9) {
                 let last = u8::try_from(base + i).unwrap_or(u8::MAX);
-                plan.push((
-                    format!("{name}{i}"),
-                    kind,
-                    format!("{role}{i}"),
-                    Ipv4Addr::new(198, 18, 0, last),
-                ));
+                let name = format!("{name}{i}");
+                plan.push((name.clone(), kind, name, Ipv4Addr::new(198, 18, 0, last)));
             }
         }
         let cidrs: Vec<String> = plan
@@ -242,12 +284,15 @@ impl TrineNet {
                 ipv6: None,
             })
             .collect();
-        let network = Network::build(prefix, &nodes);
+        let network = match names {
+            Naming::PerProcess(prefix) => Network::build(prefix, &nodes),
+            Naming::Tagged(tag) => Network::build_tagged(tag, &nodes),
+        };
         // The web host answers the hub's subnet; only exits route to it.
         must(&[
             "ip",
             "-n",
-            &network.ns("w"),
+            &network.ns("web"),
             "route",
             "add",
             "198.18.0.0/24",
@@ -274,6 +319,7 @@ impl TrineNet {
             root: root.to_path_buf(),
             nodes: Vec::new(),
             binaries,
+            detached: false,
         };
         for (name, kind, role, address) in plan {
             let dir = root.join(&name);
@@ -436,7 +482,10 @@ impl TrineNet {
 
     /// The resolver file of the client's namespace.
     pub fn client_resolv_conf(&self) -> PathBuf {
-        PathBuf::from(format!("/etc/netns/{}/resolv.conf", self.network.ns("c")))
+        PathBuf::from(format!(
+            "/etc/netns/{}/resolv.conf",
+            self.network.ns("client")
+        ))
     }
 
     /// Points the client at its namespace's files and starts it. The
@@ -518,6 +567,9 @@ impl TrineNet {
         let child = Command::new("ip")
             .args(["netns", "exec", &ns])
             .args(&node.command)
+            // Its own process group: a terminal's Ctrl-C or hangup reaches
+            // only the tool, which cleans up.
+            .process_group(0)
             .env("TRINE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log)
@@ -601,8 +653,50 @@ impl TrineNet {
     }
 }
 
+impl TrineNet {
+    /// Leaves the network running (for `trine-testnet down` to remove)
+    /// and says what runs where.
+    pub fn detach(mut self) -> Vec<SavedNode> {
+        self.detached = true;
+        self.network.leak();
+        self.nodes
+            .iter_mut()
+            .map(|node| SavedNode {
+                name: node.name.clone(),
+                kind: node.kind.as_str().to_string(),
+                namespace: self.network.ns(&node.role),
+                address: node.address.to_string(),
+                fingerprint: node.fingerprint.clone(),
+                pid: node.child.take().map(|child| child.id()),
+                command: node.command.clone(),
+                log: node.log(),
+            })
+            .collect()
+    }
+
+    /// Limits every node's link to `mbit` megabits per second each way
+    /// (a token bucket on both ends of its veth pair).
+    pub fn limit_rate(&self, mbit: u32) {
+        let rate = format!("{mbit}mbit");
+        let hub = self.network.ns(crate::HUB);
+        for node in &self.nodes {
+            let ns = self.network.ns(&node.role);
+            let port = self.network.hub_port(&node.role);
+            for (namespace, device) in [(ns.as_str(), "eth0"), (hub.as_str(), port.as_str())] {
+                must(&[
+                    "ip", "netns", "exec", namespace, "tc", "qdisc", "replace", "dev", device,
+                    "root", "tbf", "rate", &rate, "burst", "64kb", "latency", "50ms",
+                ]);
+            }
+        }
+    }
+}
+
 impl Drop for TrineNet {
     fn drop(&mut self) {
+        if self.detached {
+            return;
+        }
         for node in &mut self.nodes {
             if let Some(mut child) = node.child.take() {
                 // The client cleans up on SIGTERM; the rest may just go.
@@ -619,6 +713,6 @@ impl Drop for TrineNet {
                 let _ = child.wait();
             }
         }
-        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.network.ns("c")));
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.network.ns("client")));
     }
 }

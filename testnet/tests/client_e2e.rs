@@ -22,7 +22,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use trine_testnet::trine::{
-    AUTHORITY_PORT, Binaries, CLIENT, Kind, RELAY_PORT, Shape, TrineNet, WEB, WEB_NAME,
+    AUTHORITY_PORT, Binaries, CLIENT, Kind, Naming, RELAY_PORT, Shape, TrineNet, WEB, WEB_NAME,
 };
 use trine_testnet::{must, netns_tests_enabled, sh};
 
@@ -70,7 +70,7 @@ fn snapshot(net: &TrineNet) -> String {
 /// and authority for QUIC to their port, and everything else in one
 /// "other" counter (ARP aside).
 fn watch_client_port(net: &TrineNet) {
-    let port = net.network.hub_port("c");
+    let port = net.network.hub_port("client");
     let mut rules = format!(
         "table bridge {WATCH} {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  iifname \"{port}\" ether type arp accept\n"
     );
@@ -94,7 +94,7 @@ fn watch_client_port(net: &TrineNet) {
         "ip",
         "netns",
         "exec",
-        &net.network.ns("h"),
+        &net.network.ns(trine_testnet::HUB),
         "nft",
         "-f",
         path.to_str().unwrap(),
@@ -107,7 +107,7 @@ fn watched(net: &TrineNet) -> Vec<(String, u64)> {
         "ip",
         "netns",
         "exec",
-        &net.network.ns("h"),
+        &net.network.ns(trine_testnet::HUB),
         "nft",
         "list",
         "table",
@@ -203,7 +203,7 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
         interval_secs: 6,
         ..Shape::default()
     };
-    let mut net = TrineNet::start("trce", shape, binaries(), &root);
+    let mut net = TrineNet::start(Naming::PerProcess("trce"), shape, binaries(), &root);
     let exits: BTreeSet<String> = net
         .nodes
         .iter()

@@ -576,6 +576,10 @@ impl Engine {
         if self.active.is_none() {
             if let Some(ready) = self.slots.iter().find(|s| s.ready) {
                 self.active = Some(ready.generation);
+                if !self.ever_connected {
+                    // Bootstrap trouble that was overcome is not news.
+                    self.last_error = None;
+                }
                 self.ever_connected = true;
                 self.connected_since.get_or_insert_with(unix_now);
                 tracing::info!(exit = %ready.chosen.view[2].nickname, "traffic on circuit");

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Trine's builds, tests and network commands
+# need, when something is missing (as root). Used by `make deps` (and so
+# `make demo`) and by CI. Says what it installs.
+#   build-essential, pkg-config: ring and libfuzzer-sys build C code
+#   iproute2 (ip, tc), nftables (nft): namespaces, routes, firewalls
+set -euo pipefail
+packages=(build-essential pkg-config ca-certificates iproute2 nftables)
+missing=()
+for package in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing+=("$package")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+    exit 0
+fi
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "missing Debian packages: ${missing[*]} (install them as root: apt-get install ${missing[*]})" >&2
+    exit 1
+fi
+echo "installing ${missing[*]} (apt-get, as root)" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+apt-get install -y -q --no-install-recommends "${missing[@]}"
