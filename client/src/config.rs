@@ -269,8 +269,8 @@ impl Config {
             mtu: file.tunnel.mtu,
             ipv6: file.tunnel.ipv6,
             dns_mode: file.dns.mode,
-            resolv_conf: file.dns.resolv_conf,
-            socket: file.control.socket,
+            resolv_conf: base.join(file.dns.resolv_conf),
+            socket: base.join(file.control.socket),
             group: file.control.group,
             build_timeout: Duration::from_secs(circuit.build_timeout_secs),
             keepalive: Duration::from_secs(circuit.keepalive_secs),
@@ -296,7 +296,7 @@ autoconnect = false
 
 [directory]
 # The network's authorities and signing threshold (trine-dir's format).
-authorities = "{}"
+authorities = {}
 # Allow two relays of one path in one IPv4 /16 (only for test networks).
 allow_same_subnet = false
 
@@ -323,7 +323,7 @@ build_timeout_secs = 10
 keepalive_secs = 1
 dead_after_secs = 3
 "#,
-        authorities.display()
+        toml::Value::String(authorities.display().to_string())
     )
 }
 

@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// The longest request or response line accepted (bytes).
+/// The longest request line the daemon accepts (bytes).
 pub const MAX_LINE: usize = 1 << 20;
+/// The longest response line a client accepts (the relay list of a large
+/// network is several megabytes).
+pub const MAX_RESPONSE: usize = 64 << 20;
 
 /// A request to the daemon. Unknown extra fields are ignored (so newer
 /// front ends can talk to older daemons); unknown requests are errors.
@@ -261,7 +264,7 @@ impl ControlClient {
         self.writer.write_all(line.as_bytes()).map_err(io)?;
         let mut answer = String::new();
         let read = (&mut self.reader)
-            .take(MAX_LINE as u64)
+            .take(MAX_RESPONSE as u64)
             .read_line(&mut answer)
             .map_err(io)?;
         if read == 0 {

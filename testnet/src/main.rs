@@ -111,6 +111,13 @@ enum Command {
     /// host saw next to the client's own address, down. Exit status 0 only
     /// if the web host saw the exit's address.
     Demo(ShapeArgs),
+    /// Benchmark the client on a fresh network (then removed): `trine up`
+    /// to first byte, and failover after killing each hop position.
+    BenchClient {
+        /// Repetitions of each measurement.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Run the web host: HTTP on port 80 (`/ip`, `/bytes/N`) and a DNS
     /// resolver for web.trine.test on port 53, logging every request.
     Web {
@@ -172,6 +179,9 @@ fn main() -> ExitCode {
         Command::Kill { node } => report(session::kill(&dir, &node)),
         Command::Start { node } => report(session::start(&dir, &node)),
         Command::Down => report(session::down(&dir)),
+        Command::BenchClient { rounds } => report(
+            session::bench_client(&dir, binaries(), rounds.max(1)).map(|table| print!("{table}")),
+        ),
         Command::Demo(args) => report(args.options().and_then(|options| session::demo(&dir, binaries(), options))),
         Command::Web { address, log } => match web::serve(address, &log) {
             Ok(()) => ExitCode::SUCCESS,

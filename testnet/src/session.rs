@@ -345,3 +345,120 @@ fn demo_checks(dir: &Path, binaries: &Binaries, saved: &Saved) -> Result<(), Str
         Err(format!("the web host saw {seen}, expected the exit {exit}"))
     }
 }
+
+/// `bench-client`: on a fresh network, `rounds` times each: a fetch over
+/// the established circuit (the baseline), `trine up` to the first byte
+/// through the tunnel, and the time until traffic flows again after the
+/// active circuit's exit, middle or guard is killed. Returns the table.
+pub fn bench_client(dir: &Path, binaries: Binaries, rounds: usize) -> Result<String, String> {
+    preflight(&binaries)?;
+    down(dir)?;
+    let shape = Shape {
+        relays: 6,
+        exits: 3,
+        ..Shape::default()
+    };
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut net = TrineNet::start(Naming::Tagged(TAG), shape, binaries, dir);
+        net.start_client();
+        net
+    }));
+    let mut net = built.map_err(|_| {
+        let _ = down(dir);
+        "building the network failed (see the message above)".to_string()
+    })?;
+    let result = bench_rounds(&mut net, rounds);
+    drop(net);
+    down(dir)?;
+    result
+}
+
+fn bench_rounds(net: &mut TrineNet, rounds: usize) -> Result<String, String> {
+    let web = crate::trine::WEB.to_string();
+    let trine_ok = |net: &TrineNet, args: &[&str]| -> Result<(), String> {
+        let out = net.trine(args);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "trine {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    // The first `up` waits for the directory's first consensus: not timed.
+    trine_ok(net, &["up", "--timeout", "180"])?;
+    let within = Duration::from_secs(60);
+    let mut rows: Vec<(String, Vec<Duration>)> = Vec::new();
+    let mut baseline = Vec::new();
+    for _ in 0..rounds {
+        baseline.push(net.fetch_ip_within(&web, within)?.1);
+    }
+    rows.push((
+        "fetch over the established circuit (baseline)".into(),
+        baseline,
+    ));
+    let mut first_byte = Vec::new();
+    for _ in 0..rounds {
+        trine_ok(net, &["down"])?;
+        let started = Instant::now();
+        trine_ok(net, &["up", "--timeout", "60"])?;
+        net.fetch_ip_within(&web, within)?;
+        first_byte.push(started.elapsed());
+    }
+    rows.push((
+        "`trine up` to first byte (consensus cached)".into(),
+        first_byte,
+    ));
+    for (position, label) in [(2, "exit"), (1, "middle"), (0, "guard")] {
+        let mut times = Vec::new();
+        for _ in 0..rounds {
+            wait_standby(net)?;
+            let victim = net
+                .client_path()
+                .get(position)
+                .cloned()
+                .ok_or("no active circuit")?;
+            net.kill(&victim);
+            times.push(net.fetch_ip_within(&web, within)?.1);
+            net.start_node(&victim);
+        }
+        rows.push((format!("traffic again after killing the {label}"), times));
+    }
+    let median = |times: &[Duration]| {
+        let mut sorted = times.to_vec();
+        sorted.sort();
+        sorted[sorted.len() / 2]
+    };
+    let base = median(&rows[0].1).as_secs_f64().max(1e-6);
+    let mut table = format!(
+        "| Measurement ({rounds} rounds) | Median | Min | Max | Ratio to baseline |\n|---|---|---|---|---|\n"
+    );
+    for (label, times) in &rows {
+        let (low, high) = (
+            times.iter().min().copied().unwrap_or_default(),
+            times.iter().max().copied().unwrap_or_default(),
+        );
+        let m = median(times);
+        table.push_str(&format!(
+            "| {label} | {:.2} s | {:.2} s | {:.2} s | {:.1}× |\n",
+            m.as_secs_f64(),
+            low.as_secs_f64(),
+            high.as_secs_f64(),
+            m.as_secs_f64() / base
+        ));
+    }
+    Ok(table)
+}
+
+/// Waits until the client has a standby circuit ready.
+fn wait_standby(net: &TrineNet) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while net.client_status()["standby_ready"] != serde_json::Value::Bool(true) {
+        if Instant::now() > deadline {
+            return Err("no standby circuit within 60 s".to_string());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}

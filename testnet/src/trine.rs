@@ -636,6 +636,50 @@ impl TrineNet {
         }
     }
 
+    /// `trine status --json`, parsed.
+    pub fn client_status(&self) -> serde_json::Value {
+        let out = self.trine(&["status", "--json"]);
+        if !out.status.success() {
+            panic!("trine status: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    }
+
+    /// The nicknames of the client's active circuit, guard first.
+    pub fn client_path(&self) -> Vec<String> {
+        let status = self.client_status();
+        status["hops"]
+            .as_array()
+            .map(|hops| {
+                hops.iter()
+                    .filter_map(|h| h["nickname"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Fetches `http://HOST/ip` from the client's namespace until it
+    /// works (each try may take a second); returns the address the web
+    /// host saw and how long it took, or the last error after `within`.
+    pub fn fetch_ip_within(
+        &self,
+        host: &str,
+        within: Duration,
+    ) -> Result<(String, Duration), String> {
+        let started = Instant::now();
+        loop {
+            let out = self.fetch("client", &format!("http://{host}/ip"), 1);
+            if out.status.success() {
+                let seen = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                return Ok((seen, started.elapsed()));
+            }
+            if started.elapsed() >= within {
+                return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Fetches `url` from inside node `name`'s namespace with the
     /// testnet's fetcher; returns its output (body on stdout).
     pub fn fetch(&self, name: &str, url: &str, timeout_secs: u64) -> Output {

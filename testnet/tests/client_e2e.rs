@@ -85,9 +85,24 @@ fn watch_client_port(net: &TrineNet) {
             node.address, node.name
         ));
     }
-    rules.push_str(&format!(
-        "  iifname \"{port}\" counter accept comment \"other\"\n }}\n}}\n"
-    ));
+    for (what, matcher) in [
+        ("other: ns", "icmpv6 type nd-neighbor-solicit "),
+        ("other: na", "icmpv6 type nd-neighbor-advert "),
+        ("other: rs", "icmpv6 type nd-router-solicit "),
+        ("other: mld", "icmpv6 type mld2-listener-report "),
+        ("other: unreach", "icmpv6 type destination-unreachable "),
+        ("other: icmpv6", "meta l4proto icmpv6 "),
+        ("other: ipv6", "ether type ip6 "),
+        ("other: icmp", "ip protocol icmp "),
+        ("other: tcp", "ip protocol tcp "),
+        ("other: udp", "ip protocol udp "),
+        ("other", ""),
+    ] {
+        rules.push_str(&format!(
+            "  iifname \"{port}\" {matcher}counter accept comment \"{what}\"\n"
+        ));
+    }
+    rules.push_str(" }\n}\n");
     let path = net.root.join("watch.nft");
     std::fs::write(&path, rules).unwrap();
     must(&[
@@ -134,63 +149,14 @@ fn watched(net: &TrineNet) -> Vec<(String, u64)> {
         .collect()
 }
 
-fn status(net: &TrineNet) -> serde_like::Status {
-    let out = net.trine(&["status", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_like::parse(&String::from_utf8_lossy(&out.stdout))
-}
-
-/// The few status fields the test reads, without a JSON dependency.
-mod serde_like {
-    pub struct Status {
-        pub state: String,
-        pub nicknames: Vec<String>,
-        pub exit_address: Option<String>,
-    }
-
-    fn strings_after(json: &str, key: &str) -> Vec<String> {
-        json.split(&format!("\"{key}\":\""))
-            .skip(1)
-            .filter_map(|rest| rest.split('"').next().map(str::to_string))
-            .collect()
-    }
-
-    pub fn parse(json: &str) -> Status {
-        Status {
-            state: strings_after(json, "state")
-                .into_iter()
-                .next()
-                .unwrap_or_default(),
-            nicknames: strings_after(json, "nickname"),
-            exit_address: strings_after(json, "exit_address").into_iter().next(),
-        }
-    }
-}
-
-/// Fetches `/ip` from `host` until it works; returns the body and how
-/// long it took.
+/// Fetches `/ip` from `host` through the tunnel until it works.
 fn fetch_ip_within(net: &TrineNet, host: &str, within: Duration) -> (String, Duration) {
-    let started = Instant::now();
-    loop {
-        let out = net.fetch("client", &format!("http://{host}/ip"), 1);
-        if out.status.success() {
-            return (
-                String::from_utf8_lossy(&out.stdout).trim().to_string(),
-                started.elapsed(),
-            );
-        }
-        assert!(
-            started.elapsed() < within,
-            "no traffic through the tunnel within {within:?}: {}\nclient log:\n{}",
-            String::from_utf8_lossy(&out.stderr),
+    net.fetch_ip_within(host, within).unwrap_or_else(|error| {
+        panic!(
+            "no traffic through the tunnel within {within:?}: {error}\nclient log:\n{}",
             net.log("client")
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+        )
+    })
 }
 
 #[test]
@@ -213,9 +179,27 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
 
     net.start_client();
     let before = snapshot(&net);
-    watch_client_port(&net);
 
-    // Up: waits for the directory's first consensus and a circuit.
+    // Up. Before the kill switch is in, the namespace is unprotected by
+    // design (its IPv6 router solicitations go out, say), so the watch on
+    // the bridge starts once the table exists; then wait for the
+    // directory's first consensus and a circuit.
+    let out = net.trine(&["up", "--no-wait"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !net
+        .exec("client", &["nft", "list", "table", "inet", "trine_client"])
+        .status
+        .success()
+    {
+        assert!(Instant::now() < deadline, "no kill switch after `trine up`");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    watch_client_port(&net);
     let out = net.trine(&["up", "--timeout", "120"]);
     assert!(
         out.status.success(),
@@ -224,16 +208,17 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
         net.log("client")
     );
     let mut guards = BTreeSet::new();
-    let first = status(&net);
-    assert_eq!(first.state, "connected");
-    assert_eq!(first.nicknames.len(), 3, "three hops");
-    guards.insert(first.nicknames[0].clone());
+    let first = net.client_status();
+    assert_eq!(first["state"], "connected");
+    let path = net.client_path();
+    assert_eq!(path.len(), 3, "three hops");
+    guards.insert(path[0].clone());
 
     // Privacy: the web host sees the exit, DNS came from the exit.
     let (seen, _) = fetch_ip_within(&net, WEB_NAME, Duration::from_secs(20));
     assert!(exits.contains(&seen), "web host saw {seen}, not an exit");
     assert_ne!(seen, CLIENT.to_string());
-    assert_eq!(first.exit_address.as_deref(), Some(seen.as_str()));
+    assert_eq!(first["exit_address"].as_str(), Some(seen.as_str()));
     let web_log = std::fs::read_to_string(net.node("web").dir.join("requests.log")).unwrap();
     assert!(
         web_log.contains(&format!("dns {seen} {WEB_NAME}")),
@@ -262,17 +247,16 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
 
     // Failover: kill each position of the active circuit in turn.
     for position in [2, 1, 0] {
-        let current = status(&net);
-        let victim = current.nicknames[position].clone();
+        let victim = net.client_path()[position].clone();
         net.kill(&victim);
         // By address: a DNS query lost in the dead circuit would add the
         // resolver's 5 s retry to the measurement.
         let (seen, took) = fetch_ip_within(&net, &WEB.to_string(), Duration::from_secs(40));
         assert!(exits.contains(&seen));
         eprintln!("failover after killing position {position} ({victim}): {took:?}");
-        let after = status(&net);
-        assert!(!after.nicknames.contains(&victim), "still using {victim}");
-        guards.insert(after.nicknames[0].clone());
+        let after = net.client_path();
+        assert!(!after.contains(&victim), "still using {victim}");
+        guards.insert(after[0].clone());
         net.start_node(&victim);
     }
 
@@ -306,6 +290,37 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
         after = snapshot(&net);
     }
     assert_eq!(after, before, "trine down left the namespace changed");
+
+    // Lockdown while disconnected: blocked, nothing may leave; off again
+    // restores the namespace exactly.
+    let out = net.trine(&["lockdown", "on"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(net.client_status()["state"], "blocked");
+    let table = net.exec("client", &["nft", "list", "table", "inet", "trine_client"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(table.contains("policy drop"), "no lockdown table: {table}");
+    assert!(
+        !table
+            .lines()
+            .any(|l| l.contains("meta mark") && l.contains("accept")),
+        "lockdown lets the daemon's socket out: {table}"
+    );
+    let out = net.trine(&["lockdown", "off"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(net.client_status()["state"], "disconnected");
+    assert_eq!(
+        snapshot(&net),
+        before,
+        "lockdown off left the namespace changed"
+    );
     assert!(
         net.stop("client", Duration::from_secs(10)),
         "the daemon ignored SIGTERM"

@@ -46,6 +46,9 @@ const FETCH_RETRY: Duration = Duration::from_secs(5);
 /// Wait after a failed refresh while connected (the consensus held is
 /// still usable).
 const REFRESH_RETRY: Duration = Duration::from_secs(60);
+/// How long an answer from a guard or directory server vouches for the
+/// local network.
+const NETWORK_OK_FOR: Duration = Duration::from_secs(120);
 /// Room for a packet from the TUN device (its MTU is at most 9000).
 const TUN_BUFFER: usize = 9000;
 
@@ -57,7 +60,9 @@ struct Slot {
     io: Option<CircuitLink>,
     ready: bool,
     last_ping: Instant,
+    /// The last sign of life from the exit: a pong or any packet.
     last_pong: Instant,
+    ping_outstanding: bool,
 }
 
 /// A finished directory fetch.
@@ -85,6 +90,9 @@ pub struct Engine {
     bytes_up: u64,
     bytes_down: u64,
     last_error: Option<String>,
+    /// When a guard or directory server last answered: dial failures
+    /// count against a guard only if the network worked recently.
+    network_ok_at: Option<Instant>,
     /// Middles and exits at which a build failed recently, and when.
     suspects: Vec<(RelayId, Instant)>,
     io_tx: mpsc::Sender<CircuitIo>,
@@ -139,6 +147,7 @@ impl Engine {
             bytes_down: 0,
             last_error: None,
             suspects: Vec::new(),
+            network_ok_at: None,
             io_tx,
             tun_tx,
             fetch_tx,
@@ -193,7 +202,7 @@ impl Engine {
         self.fetch_retry_at = Instant::now();
         self.peers = Some(self.wanted_peers());
         let peers = self.peers.clone().unwrap_or_default();
-        match system::up(&self.config, &peers) {
+        match system::up(&self.config, &peers, self.lockdown) {
             Ok(tun) => {
                 self.tun_reader = Some(tokio::spawn(read_tun(tun.clone(), self.tun_tx.clone())));
                 self.tun = Some(tun);
@@ -317,6 +326,8 @@ impl Engine {
                 };
                 if let Ok(Received::Packet(range)) = circuit.handle_cell(Instant::now(), &mut cell)
                 {
+                    // Only the exit can seal a packet: it is alive.
+                    slot.last_pong = Instant::now();
                     if let (true, Some(tun)) = (is_active, &self.tun) {
                         if tun.try_send(&cell[range.clone()]).is_ok() {
                             self.bytes_down += range.len() as u64;
@@ -340,6 +351,7 @@ impl Engine {
         let guard = self.slots[index].chosen.view[0].clone();
         match result {
             Ok((link, stream)) => {
+                self.network_ok_at = Some(Instant::now());
                 let slot = &mut self.slots[index];
                 let config = ClientConfig {
                     build_timeout: self.config.build_timeout,
@@ -364,8 +376,15 @@ impl Engine {
                 }
             }
             Err(reason) => {
-                self.planner
-                    .guard_outcome(self.slots[index].chosen.guard(), false, unix_now());
+                // Offline (or the network not up yet) is not the guard's
+                // fault: only blame it if something answered lately.
+                let network_works = self
+                    .network_ok_at
+                    .is_some_and(|at| at.elapsed() < NETWORK_OK_FOR);
+                if network_works {
+                    self.planner
+                        .guard_outcome(self.slots[index].chosen.guard(), false, unix_now());
+                }
                 self.fail(
                     generation,
                     format!(
@@ -403,7 +422,10 @@ impl Engine {
                         slot.last_pong = now;
                         became_ready = true;
                     }
-                    ClientEvent::Pong { .. } => slot.last_pong = now,
+                    ClientEvent::Pong { .. } => {
+                        slot.last_pong = now;
+                        slot.ping_outstanding = false;
+                    }
                     ClientEvent::Failed(failure) => {
                         failed_at = slot
                             .chosen
@@ -488,7 +510,13 @@ impl Engine {
     pub fn on_fetched(&mut self, fetched: Fetched) {
         self.fetching_from_authorities = None;
         match fetched {
-            Ok(consensus) => self.planner.accept(consensus),
+            Ok(consensus) => {
+                self.network_ok_at = Some(Instant::now());
+                self.planner.accept(consensus);
+                // Even an unchanged answer (the mirror has nothing newer
+                // yet) paces the next ask.
+                self.fetch_retry_at = Instant::now() + FETCH_RETRY;
+            }
             // Connected, a mirror that lags is no news: try again later.
             Err(message) if self.active.is_some() => {
                 tracing::debug!(%message, "directory refresh failed");
@@ -523,9 +551,18 @@ impl Engine {
                     ));
                     continue;
                 }
-                if now.duration_since(slot.last_ping) >= self.config.keepalive {
+                // A new ping replaces an unanswered one, so under load
+                // (round trips over `keepalive`) wait before replacing.
+                let since_ping = now.duration_since(slot.last_ping);
+                let due = if slot.ping_outstanding {
+                    since_ping >= self.config.dead_after / 2
+                } else {
+                    since_ping >= self.config.keepalive
+                };
+                if due {
                     circuit.send_ping(now);
                     slot.last_ping = now;
+                    slot.ping_outstanding = true;
                 }
             }
         }
@@ -619,6 +656,7 @@ impl Engine {
                             ready: false,
                             last_ping: now,
                             last_pong: now,
+                            ping_outstanding: false,
                         });
                     }
                     Err(error) => {
@@ -630,7 +668,12 @@ impl Engine {
             }
         }
         // The kill switch must let the guards through before dialing.
-        self.update_peers();
+        if !self.update_peers() {
+            let generations: Vec<u64> = new.iter().map(|(g, _)| *g).collect();
+            self.slots.retain(|s| !generations.contains(&s.generation));
+            self.retry_at = Instant::now() + BACKOFF_MAX;
+            return;
+        }
         for (generation, guard) in new {
             link::dial(self.endpoint.clone(), guard, generation, self.io_tx.clone());
         }
@@ -638,7 +681,6 @@ impl Engine {
 
     fn start_fetch(&mut self) {
         let now = unix_now();
-        let held = self.planner.consensus().cloned();
         let usable = self.planner.usable(now);
         // Connected: ask the guard (every relay mirrors the consensus).
         // Bootstrapping: ask the authorities.
@@ -667,7 +709,12 @@ impl Engine {
             return;
         }
         self.fetching_from_authorities = Some(from_authorities);
-        self.update_peers();
+        if !self.update_peers() {
+            self.fetching_from_authorities = None;
+            self.fetch_retry_at = Instant::now() + FETCH_RETRY;
+            return;
+        }
+        let held = self.planner.consensus().cloned();
         let endpoint = self.endpoint.clone();
         let to_engine = self.fetch_tx.clone();
         tokio::spawn(async move {
@@ -696,20 +743,23 @@ impl Engine {
         peers
     }
 
-    fn update_peers(&mut self) {
+    /// Applies the kill switch for the peers wanted now; false if it could
+    /// not be applied (then nothing new may be dialed).
+    fn update_peers(&mut self) -> bool {
         if !self.want_up {
-            return;
+            return false;
         }
         let peers = self.wanted_peers();
         if self.peers.as_ref() == Some(&peers) {
-            return;
+            return true;
         }
         if let Err(error) = system::kill_switch(&self.config, &peers) {
             tracing::error!(%error, "cannot update the kill switch");
             self.last_error = Some(format!("{error:#}"));
-            return;
+            return false;
         }
         self.peers = Some(peers);
+        true
     }
 
     /// Called once on shutdown.
@@ -746,8 +796,9 @@ async fn read_tun(tun: Arc<AsyncDevice>, to_engine: mpsc::Sender<Vec<u8>>) {
                     return;
                 }
             }
+            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
             Err(error) => {
-                tracing::warn!(%error, "TUN read failed");
+                tracing::error!(%error, "TUN read failed; no more packets go into the tunnel");
                 return;
             }
         }

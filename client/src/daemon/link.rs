@@ -116,6 +116,8 @@ impl CircuitLink {
                     datagram = reader_link.read_datagram() => match datagram {
                         Ok((id, bytes)) if id == circuit_id => bytes.to_vec(),
                         Ok(_) => continue,
+                        // One malformed datagram; the link is fine.
+                        Err(trine_link::LinkError::Tag(_)) => continue,
                         Err(error) => break format!("link to the guard: {error}"),
                     },
                 };

@@ -24,6 +24,11 @@ use crate::control::{self, MAX_LINE, Request, Response};
 use crate::os::{TRINE_FWMARK, marked_udp_socket};
 use engine::Engine;
 
+/// Control connections served at once; more are closed at once.
+const MAX_CONTROL_CONNECTIONS: usize = 32;
+/// A control connection silent this long is closed.
+const CONTROL_IDLE: Duration = Duration::from_secs(600);
+
 /// How often the engine checks timers (keepalives, build deadlines).
 const TICK: Duration = Duration::from_millis(100);
 
@@ -38,10 +43,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Ok(saved) => saved.trim() == "on",
         Err(_) => config.lockdown,
     };
+    // Refuse to start beside a running daemon before touching anything:
+    // the clean-up below would strip its protection.
+    let listener = bind_control(&config)?;
     // Whatever a crashed run left: resolver backup, routes, firewall.
     system::down(&config, lockdown);
 
-    let listener = bind_control(&config)?;
     let endpoint = marked_endpoint()?;
     let autoconnect = config.autoconnect;
     let (mut engine, mut inputs) = Engine::new(config.clone(), endpoint, lockdown);
@@ -54,7 +61,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let shutdown = trine_node::shutdown_signal();
+    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -72,6 +79,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     engine.shutdown();
     let _ = std::fs::remove_file(&config.socket);
     Ok(())
+}
+
+/// Resolves on SIGINT, SIGTERM or SIGHUP (a closed terminal must not
+/// leave the machine's routes and resolver pointing at a dead tunnel).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangup) => {
+            tokio::select! {
+                () = trine_node::shutdown_signal() => {}
+                _ = hangup.recv() => {}
+            }
+        }
+        Err(_) => trine_node::shutdown_signal().await,
+    }
 }
 
 /// The daemon's QUIC endpoint on a socket carrying the firewall mark.
@@ -128,10 +150,19 @@ fn group_id(name: &str) -> Option<u32> {
 }
 
 async fn serve_control(listener: UnixListener, to_engine: mpsc::Sender<ControlRequest>) {
+    let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(MAX_CONTROL_CONNECTIONS));
     loop {
         match listener.accept().await {
             Ok((stream, _)) => {
-                tokio::spawn(serve_connection(stream, to_engine.clone()));
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    tracing::warn!("too many control connections; refusing one");
+                    continue;
+                };
+                let to_engine = to_engine.clone();
+                tokio::spawn(async move {
+                    serve_connection(stream, to_engine).await;
+                    drop(slot);
+                });
             }
             Err(error) => {
                 tracing::warn!(%error, "control socket accept failed");
@@ -147,16 +178,17 @@ async fn serve_connection(stream: UnixStream, to_engine: mpsc::Sender<ControlReq
     let mut reader = BufReader::new(read);
     loop {
         let mut line = String::new();
-        let read = (&mut reader)
-            .take(MAX_LINE as u64)
-            .read_line(&mut line)
-            .await;
+        let read = tokio::time::timeout(
+            CONTROL_IDLE,
+            (&mut reader).take(MAX_LINE as u64).read_line(&mut line),
+        )
+        .await;
         let response = match read {
-            Ok(0) | Err(_) => return,
-            Ok(_) if !line.ends_with('\n') => Response::Error {
+            Err(_) | Ok(Ok(0) | Err(_)) => return,
+            Ok(Ok(len)) if len >= MAX_LINE && !line.ends_with('\n') => Response::Error {
                 message: format!("request line longer than {MAX_LINE} bytes"),
             },
-            Ok(_) => match control::decode::<Request>(&line) {
+            Ok(Ok(_)) => match control::decode::<Request>(&line) {
                 Err(problem) => Response::Error {
                     message: format!("bad request: {problem}"),
                 },

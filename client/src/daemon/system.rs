@@ -28,11 +28,15 @@ pub fn kill_switch(config: &Config, peers: &[SocketAddr]) -> anyhow::Result<()> 
 }
 
 /// Brings the tunnel's OS side up; on failure everything is taken down
-/// again (keeping the block if `lockdown`).
-pub fn up(config: &Config, peers: &[SocketAddr]) -> anyhow::Result<Arc<AsyncDevice>> {
+/// again (keeping the block if `lockdown`, the setting in force now).
+pub fn up(
+    config: &Config,
+    peers: &[SocketAddr],
+    lockdown: bool,
+) -> anyhow::Result<Arc<AsyncDevice>> {
     let result = up_inner(config, peers);
     if result.is_err() {
-        down(config, config.lockdown);
+        down(config, lockdown);
     }
     result
 }

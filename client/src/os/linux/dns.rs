@@ -20,6 +20,8 @@ use trine_circuit::ip::{TUNNEL_RESOLVER_V4, TUNNEL_RESOLVER_V6};
 const SYMLINK_HEADER: &str = "trine-backup symlink ";
 /// The first line of a backup of a regular file; the content follows.
 const FILE_HEADER: &str = "trine-backup file";
+/// The whole backup when there was no resolver file.
+const ABSENT_HEADER: &str = "trine-backup absent";
 
 /// The resolver file could not be redirected or restored.
 #[derive(Debug, thiserror::Error)]
@@ -63,14 +65,13 @@ pub fn redirect(resolv_conf: &Path, backup: &Path, ipv6: bool) -> Result<(), Dns
     if !backup.exists() {
         let saved = match fs::read_link(resolv_conf) {
             Ok(target) => format!("{SYMLINK_HEADER}{}\n", target.display()),
-            Err(_) => {
-                let content = match fs::read_to_string(resolv_conf) {
-                    Ok(content) => content,
-                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
-                    Err(error) => return Err(io(resolv_conf)(error)),
-                };
-                format!("{FILE_HEADER}\n{content}")
-            }
+            Err(_) => match fs::read_to_string(resolv_conf) {
+                Ok(content) => format!("{FILE_HEADER}\n{content}"),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                    format!("{ABSENT_HEADER}\n")
+                }
+                Err(error) => return Err(io(resolv_conf)(error)),
+            },
         };
         write_synced(backup, &saved)?;
     }
@@ -96,6 +97,12 @@ pub fn restore(resolv_conf: &Path, backup: &Path) -> Result<bool, DnsError> {
         std::os::unix::fs::symlink(target, resolv_conf).map_err(io(resolv_conf))?;
     } else if header == FILE_HEADER {
         write_in_place(resolv_conf, content)?;
+    } else if header == ABSENT_HEADER {
+        match fs::remove_file(resolv_conf) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => return Err(io(resolv_conf)(error)),
+        }
     } else {
         return Err(DnsError::BadBackup(backup.to_path_buf()));
     }
@@ -115,10 +122,16 @@ fn write_in_place(path: &Path, text: &str) -> Result<(), DnsError> {
     file.sync_all().map_err(io(path))
 }
 
+/// Writes `path` durably: a synced temporary file renamed into place,
+/// then the directory synced so the rename survives a power cut.
 fn write_synced(path: &Path, text: &str) -> Result<(), DnsError> {
     let temporary = path.with_extension("tmp");
     write_in_place(&temporary, text)?;
-    fs::rename(&temporary, path).map_err(io(path))
+    fs::rename(&temporary, path).map_err(io(path))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))
 }
 
 #[cfg(test)]
@@ -174,6 +187,17 @@ mod tests {
         );
         restore(&conf, &backup).unwrap();
         assert_eq!(fs::read_link(&conf).unwrap(), stub);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_missing_file_is_missing_again_after_restore() {
+        let dir = scratch("absent");
+        let (conf, backup) = (dir.join("resolv.conf"), dir.join("backup"));
+        redirect(&conf, &backup, false).unwrap();
+        assert!(conf.exists());
+        restore(&conf, &backup).unwrap();
+        assert!(!conf.exists());
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -75,6 +75,12 @@ pub fn render(spec: &KillSwitchSpec) -> Result<String, KillSwitchError> {
     if spec.peers.is_empty() {
         guard.push_str("        # lockdown: no guard, nothing but loopback and the tunnel\n");
     }
+    // IPv6 neighbour discovery is needed only to reach an IPv6 peer.
+    let neighbours = if spec.peers.iter().any(SocketAddr::is_ipv6) {
+        "        icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n"
+    } else {
+        ""
+    };
     let mut dns = String::new();
     for (family, resolver) in [
         ("ip", IpAddr::V4(TUNNEL_RESOLVER_V4)),
@@ -94,6 +100,9 @@ pub fn render(spec: &KillSwitchSpec) -> Result<String, KillSwitchError> {
          \x20   chain output {{\n\
          \x20       type filter hook output priority filter; policy drop;\n\
          \x20       oifname \"lo\" accept\n\
+         {neighbours}\
+         \x20       udp sport 68 udp dport 67 accept\n\
+         \x20       udp sport 546 udp dport 547 accept\n\
          {dns}\
          \x20       oifname \"{tun}\" counter accept\n\
          {guard}\
@@ -167,7 +176,7 @@ mod tests {
         );
         assert!(rules.contains("oifname \"lo\" accept"));
         assert!(rules.contains("oifname \"trn0\" counter accept"));
-        assert_eq!(rules.matches(" accept\n").count(), 5, "{rules}");
+        assert_eq!(rules.matches(" accept\n").count(), 7, "{rules}");
         let v6 = render(&spec(Some("[2001:db8::3]:9443"))).unwrap();
         assert!(v6.contains("meta mark 0x7472 ip6 daddr 2001:db8::3 udp dport 9443"));
         let mut two = spec(Some("198.18.0.3:9443"));
@@ -176,7 +185,7 @@ mod tests {
         assert!(
             two.contains("meta mark 0x7472 ip daddr 198.18.0.11 udp dport 7000 counter accept")
         );
-        assert_eq!(two.matches(" accept\n").count(), 6, "{two}");
+        assert_eq!(two.matches(" accept\n").count(), 8, "{two}");
     }
 
     #[test]
@@ -199,6 +208,21 @@ mod tests {
         let rules = render(&spec(Some("198.18.0.3:9443"))).unwrap();
         assert!(rules.contains("meta l4proto udp meta mark 0x7472 ct mark set meta mark"));
         assert!(rules.contains("meta l4proto udp meta mark set ct mark"));
+    }
+
+    #[test]
+    fn the_local_link_keeps_working_without_carrying_data() {
+        let nd = "icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept";
+        assert!(
+            render(&spec(Some("[2001:db8::3]:9443")))
+                .unwrap()
+                .contains(nd)
+        );
+        assert!(!render(&spec(Some("198.18.0.3:9443"))).unwrap().contains(nd));
+        let rules = render(&spec(None)).unwrap();
+        assert!(!rules.contains(nd), "no IPv6 peer, no neighbour discovery");
+        assert!(rules.contains("udp sport 68 udp dport 67 accept"));
+        assert!(rules.contains("udp sport 546 udp dport 547 accept"));
     }
 
     #[test]
