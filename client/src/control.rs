@@ -102,7 +102,8 @@ pub struct Status {
     pub exit_address: Option<String>,
     /// Whether a standby circuit is built and ready.
     pub standby_ready: bool,
-    /// When the tunnel last became connected (Unix seconds).
+    /// When the tunnel first carried traffic after `connect` (Unix
+    /// seconds); failovers do not reset it.
     pub connected_since: Option<u64>,
     /// Bytes of packets sent into the tunnel since `connect`.
     pub bytes_up: u64,
@@ -196,7 +197,7 @@ pub enum ControlError {
     NotRunning(PathBuf),
     /// The socket exists but this user may not use it.
     #[error(
-        "permission denied on {0}: run as root, or join the group the daemon gives the socket (`control.group`, usually `trine`)"
+        "permission denied on {0}: run as root, or join the group the daemon gives the socket (its `control.group` setting)"
     )]
     PermissionDenied(PathBuf),
     /// Reading or writing the socket failed.

@@ -171,7 +171,11 @@ fn talk(socket: &std::path::Path, command: Command) -> Result<(), String> {
         }
         Command::Down => {
             client.request(&Request::Disconnect).map_err(text)?;
-            println!("disconnected");
+            let status = client.status().map_err(text)?;
+            match status.state {
+                State::Blocked => println!("disconnected; lockdown keeps everything blocked"),
+                _ => println!("disconnected"),
+            }
             Ok(())
         }
         Command::Status { json } => {

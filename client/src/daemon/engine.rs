@@ -171,6 +171,13 @@ impl Engine {
                 }
                 if let Some(generation) = self.active.take() {
                     tracing::info!("new circuit requested");
+                    // The next circuits leave from elsewhere for a while.
+                    if let Some(slot) = self.slot(generation) {
+                        let now = Instant::now();
+                        let old: Vec<RelayId> =
+                            slot.chosen.hops[1..].iter().map(|h| h.id).collect();
+                        self.suspects.extend(old.into_iter().map(|id| (id, now)));
+                    }
                     self.remove(generation);
                 }
                 self.maintain();
@@ -592,8 +599,9 @@ impl Engine {
         self.last_error = Some(reason);
         if !was_ready {
             self.failures = self.failures.saturating_add(1);
+            // 0.5 s after the first failure in a row, doubling.
             let backoff = BACKOFF_MIN
-                .saturating_mul(1 << self.failures.min(8))
+                .saturating_mul(1 << (self.failures - 1).min(8))
                 .min(BACKOFF_MAX);
             self.retry_at = Instant::now() + backoff;
         }

@@ -58,7 +58,9 @@ fn up_inner(config: &Config, peers: &[SocketAddr]) -> anyhow::Result<Arc<AsyncDe
     })?;
     // Replies to the marked socket are validated against the mark (as
     // wg-quick does); harmless where reverse-path filtering is off.
-    let _ = std::fs::write("/proc/sys/net/ipv4/conf/all/src_valid_mark", "1");
+    if let Err(error) = std::fs::write("/proc/sys/net/ipv4/conf/all/src_valid_mark", "1") {
+        tracing::warn!(%error, "cannot set src_valid_mark; with strict reverse-path filtering the guard's replies may be dropped");
+    }
     routes::apply(&RoutesSpec {
         tun_name: config.tun_name.clone(),
         fwmark: TRINE_FWMARK,

@@ -12,6 +12,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use trine_circuit::ip::{TUNNEL_RESOLVER_V4, TUNNEL_RESOLVER_V6};
@@ -112,10 +113,12 @@ pub fn restore(resolv_conf: &Path, backup: &Path) -> Result<bool, DnsError> {
 }
 
 fn write_in_place(path: &Path, text: &str) -> Result<(), DnsError> {
+    // Readable by every program whatever the daemon's umask.
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o644)
         .open(path)
         .map_err(io(path))?;
     file.write_all(text.as_bytes()).map_err(io(path))?;
