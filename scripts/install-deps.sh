@@ -4,8 +4,9 @@
 # `make demo`) and by CI. Says what it installs.
 #   build-essential, pkg-config: ring and libfuzzer-sys build C code
 #   iproute2 (ip, tc), nftables (nft): namespaces, routes, firewalls
+#   iputils-ping: the end-to-end tests ping through the tunnel
 set -euo pipefail
-packages=(build-essential pkg-config ca-certificates iproute2 nftables)
+packages=(build-essential pkg-config ca-certificates iproute2 nftables iputils-ping)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

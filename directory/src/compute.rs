@@ -146,7 +146,8 @@ pub fn compute(
 }
 
 /// The consensus entry for one relay listed by a majority, or `None` if its
-/// chosen onion key expires too early.
+/// chosen onion key expires too early or a majority of its votes did not
+/// see it running (a relay that stopped leaves the next consensus).
 fn candidate(entries: &[&VoteEntry], period: &Period) -> Option<RelayEntry> {
     let chosen = choose_variant(entries)?;
     if chosen.onion_key_expires < period.valid_until {
@@ -159,6 +160,9 @@ fn candidate(entries: &[&VoteEntry], period: &Period) -> Option<RelayEntry> {
             2 * set > entries.len()
         })
         .collect();
+    if !flags.has(Flag::Running) {
+        return None;
+    }
     Some(RelayEntry {
         flags,
         weight: low_median(entries.iter().map(|entry| entry.relay.weight)),

@@ -80,6 +80,18 @@ fn each_flag_needs_a_majority_of_the_votes_listing_the_relay() {
 }
 
 #[test]
+fn a_relay_most_authorities_did_not_see_running_is_left_out() {
+    let down = flags(&[Flag::Valid, Flag::Guard]);
+    let votes = vec![
+        vote(0, vec![entry(1, healthy(), 1), entry(2, healthy(), 1)]),
+        vote(1, vec![entry(1, healthy(), 1), entry(2, down, 1)]),
+        vote(2, vec![entry(1, down, 1), entry(2, down, 1)]),
+    ];
+    // Relay 1: two of three saw it running; relay 2: one of three.
+    assert_eq!(listed(&body(&votes)), sorted_ids(&[1]));
+}
+
+#[test]
 fn weight_is_the_low_median_of_the_measurements() {
     let votes: Vec<_> = [10, 30, 20]
         .into_iter()

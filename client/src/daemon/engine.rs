@@ -577,10 +577,60 @@ impl Engine {
         for generation in generations {
             self.after_circuit_activity(generation);
         }
+        self.blame_silent_guards(&dead, now);
         for (generation, reason) in dead {
             self.fail(generation, reason);
         }
         self.maintain();
+    }
+
+    /// When every ready circuit through one guard went silent at once —
+    /// they share nothing else, the standby avoiding the active one's
+    /// middle and exit — the guard is the likely culprit: mark it failed
+    /// so the next builds go elsewhere at once instead of waiting for a
+    /// dial to it to time out. Not when the local network may be down.
+    fn blame_silent_guards(&mut self, dead: &[(u64, String)], now: Instant) {
+        let network_works = self
+            .network_ok_at
+            .is_some_and(|at| at.elapsed() < NETWORK_OK_FOR);
+        if !network_works {
+            return;
+        }
+        let silent_for = self.config.dead_after / 2;
+        let mut blamed = Vec::new();
+        for (generation, _) in dead {
+            let Some(slot) = self.slot(*generation) else {
+                continue;
+            };
+            let guard = slot.chosen.guard();
+            let through_guard: Vec<&Slot> = self
+                .slots
+                .iter()
+                .filter(|s| s.ready && s.chosen.guard() == guard)
+                .collect();
+            let all_silent = through_guard.len() > 1
+                && through_guard
+                    .iter()
+                    .all(|s| now.duration_since(s.last_pong) > silent_for);
+            if all_silent && !blamed.contains(&guard) {
+                blamed.push(guard);
+            }
+        }
+        for guard in blamed {
+            tracing::warn!(%guard, "every circuit through the guard went silent; trying another guard");
+            self.planner.guard_outcome(guard, false, unix_now());
+            let through: Vec<u64> = self
+                .slots
+                .iter()
+                .filter(|s| {
+                    s.chosen.guard() == guard && !dead.iter().any(|(g, _)| *g == s.generation)
+                })
+                .map(|s| s.generation)
+                .collect();
+            for generation in through {
+                self.fail(generation, format!("guard {guard} went silent"));
+            }
+        }
     }
 
     /// Removes a circuit that failed or died; the standby takes over.

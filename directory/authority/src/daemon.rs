@@ -144,9 +144,13 @@ async fn schedule(endpoint: Arc<Endpoint>, state: Shared, peers: Vec<Authority>,
 /// most [`DIALS_AT_ONCE`] at a time, the first [`ADDRESSES_TESTED`]
 /// addresses of each, and all within `deadline`, so made-up descriptors
 /// can neither make the vote late nor turn the authority into a dialer of
-/// many addresses at once. Relays not reached in time keep their state.
+/// many addresses at once. A relay whose test started (with at least half
+/// a dial timeout left) but did not answer by the deadline is unreachable
+/// (a stopped QUIC endpoint never refuses, it just stays silent); relays
+/// whose test did not get that long keep their state.
 async fn test_reachability(endpoint: &Arc<Endpoint>, state: &Shared, deadline: Duration) {
     let targets = lock(state).reachability_targets();
+    let round_end = tokio::time::Instant::now() + deadline;
     let permits = Arc::new(tokio::sync::Semaphore::new(DIALS_AT_ONCE));
     let mut tests = tokio::task::JoinSet::new();
     for (id, addresses) in targets {
@@ -154,24 +158,35 @@ async fn test_reachability(endpoint: &Arc<Endpoint>, state: &Shared, deadline: D
         let permits = permits.clone();
         tests.spawn(async move {
             let _permit = permits.acquire_owned().await;
+            // A test must get a fair time to answer, or not count.
+            let fair = DIAL_TIMEOUT.min(deadline) / 2;
+            if round_end.saturating_duration_since(tokio::time::Instant::now()) < fair {
+                return None;
+            }
             for address in addresses.into_iter().take(ADDRESSES_TESTED) {
+                let left = round_end.saturating_duration_since(tokio::time::Instant::now());
+                if left.is_zero() {
+                    break;
+                }
                 if let Ok(Ok(link)) =
-                    tokio::time::timeout(DIAL_TIMEOUT, endpoint.connect(address, id)).await
+                    tokio::time::timeout(DIAL_TIMEOUT.min(left), endpoint.connect(address, id))
+                        .await
                 {
                     link.close("reachability test done");
-                    return (id, true);
+                    return Some((id, true));
                 }
             }
-            (id, false)
+            Some((id, false))
         });
     }
     let mut results = Vec::new();
     let round = async {
         while let Some(Ok(result)) = tests.join_next().await {
-            results.push(result);
+            results.extend(result);
         }
     };
-    let _ = tokio::time::timeout(deadline, round).await;
+    // Every started test ends by `round_end`; the margin lets them report.
+    let _ = tokio::time::timeout(deadline + Duration::from_millis(200), round).await;
     tests.abort_all();
     let now = unix_now();
     let mut state = lock(state);
