@@ -4,7 +4,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 20
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build test lint bench fuzz fuzz-build demo demo-memory testnet-up testnet-down clean
+.PHONY: help deps build test lint bench fuzz fuzz-build demo demo-memory testnet-up testnet-down gui clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -44,6 +44,9 @@ demo-memory: ## A 3-hop circuit in one process (in-memory queues), real packets 
 testnet-up: deps ## Bring a test network up and leave it running (root; see docs/testnet.md)
 	$(CARGO) build --workspace --bins
 	$(CARGO) run -q -p trine-testnet --bin trine-testnet -- up
+
+gui: ## Build and start the desktop app (needs a display; talks to the daemon at TRINE_SOCKET or /run/trine/control.sock)
+	$(CARGO) run -p trine-gui --bin trine-gui
 
 testnet-down: ## Remove the test network (idempotent)
 	$(CARGO) run -q -p trine-testnet --bin trine-testnet -- down

@@ -280,6 +280,12 @@ impl ControlClient {
         }
     }
 
+    /// How long a request may wait for its answer (30 s unless set).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        let _ = self.writer.set_read_timeout(Some(timeout));
+        let _ = self.writer.set_write_timeout(Some(timeout));
+    }
+
     /// [`Request::Status`], unwrapped.
     pub fn status(&mut self) -> Result<Status, ControlError> {
         match self.request(&Request::Status)? {
