@@ -100,7 +100,7 @@ struct DnsFile {
 impl Default for DnsFile {
     fn default() -> Self {
         Self {
-            mode: DnsMode::ResolvConf,
+            mode: DnsMode::Auto,
             resolv_conf: PathBuf::from("/etc/resolv.conf"),
         }
     }
@@ -148,9 +148,15 @@ fn default_state_dir() -> PathBuf {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DnsMode {
+    /// systemd-resolved where it manages the resolver file, otherwise
+    /// the file.
+    Auto,
     /// Rewrite `dns.resolv_conf` (backed up first, restored on `down` and
     /// after a crash).
     ResolvConf,
+    /// Give the tunnel device the tunnel's resolver and the `~.` domain
+    /// through `resolvectl` (systemd-resolved).
+    Resolved,
     /// Leave the resolver alone (the kill switch still rejects DNS to
     /// anything but the tunnel's resolver).
     Off,
@@ -307,9 +313,11 @@ mtu = 1280
 ipv6 = true
 
 [dns]
-# "resolv-conf": point the file below at the tunnel's resolver (backed up,
-# restored on down); "off": leave it (DNS elsewhere is still blocked).
-mode = "resolv-conf"
+# "auto": systemd-resolved (resolvectl) where it manages the file below,
+# otherwise "resolv-conf": point the file at the tunnel's resolver (backed
+# up, restored on down). "resolved" forces the first; "off" leaves DNS
+# alone (DNS elsewhere is still blocked).
+mode = "auto"
 resolv_conf = "/etc/resolv.conf"
 
 [control]
@@ -357,7 +365,7 @@ mod tests {
         let config = Config::parse(&path, &template(&auth)).unwrap();
         assert_eq!(config.mtu, 1280);
         assert_eq!(config.tun_name, "trine0");
-        assert_eq!(config.dns_mode, DnsMode::ResolvConf);
+        assert_eq!(config.dns_mode, DnsMode::Auto);
         assert_eq!(config.keepalive, Duration::from_secs(1));
         assert!(!config.lockdown);
         let minimal = format!("[directory]\nauthorities = \"{}\"\n", auth.display());

@@ -30,7 +30,7 @@ use tun_rs::AsyncDevice;
 use super::link::{self, CircuitIo, CircuitLink};
 use super::planner::{Chosen, Planner};
 use super::system;
-use crate::config::Config;
+use crate::config::{Config, DnsMode};
 use crate::control::{Request, Response, Settings, State, Status};
 
 /// Circuits kept while up: the active one and a standby.
@@ -297,11 +297,12 @@ impl Engine {
             tun_name: self.config.tun_name.clone(),
             mtu: self.config.mtu,
             ipv6: self.config.ipv6,
-            dns: match self.config.dns_mode {
-                crate::config::DnsMode::ResolvConf => {
+            dns: match system::dns_mode(&self.config) {
+                DnsMode::ResolvConf => {
                     format!("resolv-conf ({})", self.config.resolv_conf.display())
                 }
-                crate::config::DnsMode::Off => "off".to_string(),
+                DnsMode::Resolved => "systemd-resolved (resolvectl)".to_string(),
+                DnsMode::Auto | DnsMode::Off => "off".to_string(),
             },
             lockdown: self.lockdown,
             authorities: self

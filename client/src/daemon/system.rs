@@ -66,12 +66,14 @@ fn up_inner(config: &Config, peers: &[SocketAddr]) -> anyhow::Result<Arc<AsyncDe
         fwmark: TRINE_FWMARK,
         ipv6: config.ipv6,
     })?;
-    if config.dns_mode == DnsMode::ResolvConf {
-        dns::redirect(
+    match dns_mode(config) {
+        DnsMode::Resolved => dns::redirect_resolved(&config.tun_name, config.ipv6)?,
+        DnsMode::ResolvConf => dns::redirect(
             &config.resolv_conf,
             &config.state_dir.join(DNS_BACKUP),
             config.ipv6,
-        )?;
+        )?,
+        DnsMode::Auto | DnsMode::Off => {}
     }
     Ok(Arc::new(tun))
 }
@@ -80,6 +82,9 @@ fn up_inner(config: &Config, peers: &[SocketAddr]) -> anyhow::Result<Arc<AsyncDe
 /// switch removed, or reduced to the lockdown block. Errors are logged:
 /// every step is tried.
 pub fn down(config: &Config, lockdown: bool) {
+    if dns_mode(config) == DnsMode::Resolved {
+        dns::revert_resolved(&config.tun_name);
+    }
     if let Err(error) = dns::restore(&config.resolv_conf, &config.state_dir.join(DNS_BACKUP)) {
         tracing::error!(%error, "cannot restore the resolver");
     }
@@ -93,6 +98,15 @@ pub fn down(config: &Config, lockdown: bool) {
     };
     if let Err(error) = firewall {
         tracing::error!(%error, "cannot update the kill switch");
+    }
+}
+
+/// The DNS mode in force: `auto` resolved to what this machine runs.
+pub fn dns_mode(config: &Config) -> DnsMode {
+    match config.dns_mode {
+        DnsMode::Auto if dns::resolved_manages(&config.resolv_conf) => DnsMode::Resolved,
+        DnsMode::Auto => DnsMode::ResolvConf,
+        other => other,
     }
 }
 

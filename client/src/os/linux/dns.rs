@@ -5,10 +5,16 @@
 //! so a crash at any point leaves enough to restore: the daemon restores a
 //! leftover backup when it starts.
 //!
-//! A symlinked resolver file (systemd-resolved's stub, resolvconf) is
-//! replaced by a plain file and the link is recreated on restore. The file
-//! is rewritten in place, not renamed over, because inside a network
-//! namespace it is a bind mount that cannot be replaced.
+//! A symlinked resolver file (resolvconf, or systemd-resolved when told
+//! to use the file) is replaced by a plain file and the link is recreated
+//! on restore. The file is rewritten in place, not renamed over, because
+//! inside a network namespace it is a bind mount that cannot be replaced.
+//!
+//! Where systemd-resolved owns the resolver (the file is a link to its
+//! stub), the daemon instead gives the tunnel device the tunnel's resolver
+//! and the `~.` routing domain through `resolvectl`, so every lookup goes
+//! to the tunnel and resolved keeps caching; the per-link settings vanish
+//! with the device.
 
 use std::fs;
 use std::io::Write;
@@ -57,6 +63,49 @@ pub fn tunnel_resolv_conf(ipv6: bool) -> String {
         text.push_str(&format!("nameserver {TUNNEL_RESOLVER_V6}\n"));
     }
     text
+}
+
+/// Whether systemd-resolved manages the resolver: `resolv_conf` is a link
+/// into `/run/systemd/resolve/` and resolved is running.
+pub fn resolved_manages(resolv_conf: &Path) -> bool {
+    let points_at_resolved = fs::read_link(resolv_conf)
+        .is_ok_and(|target| target.to_string_lossy().contains("/run/systemd/resolve/"));
+    points_at_resolved && Path::new("/run/systemd/resolve/stub-resolv.conf").exists()
+}
+
+/// The `resolvectl` calls that send every lookup to the tunnel's resolver.
+pub fn resolved_commands(tun: &str, ipv6: bool) -> Vec<Vec<String>> {
+    let mut servers = vec![TUNNEL_RESOLVER_V4.to_string()];
+    if ipv6 {
+        servers.push(TUNNEL_RESOLVER_V6.to_string());
+    }
+    let mut dns = vec!["dns".to_string(), tun.to_string()];
+    dns.extend(servers);
+    vec![
+        dns,
+        vec!["domain".into(), tun.into(), "~.".into()],
+        vec!["default-route".into(), tun.into(), "yes".into()],
+    ]
+}
+
+/// Points systemd-resolved at the tunnel for every domain.
+pub fn redirect_resolved(tun: &str, ipv6: bool) -> Result<(), super::CommandError> {
+    for (i, args) in resolved_commands(tun, ipv6).iter().enumerate() {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        match super::command::run("resolvectl", &args, None) {
+            Ok(()) => {}
+            // `default-route` is newer than the rest; `~.` does the job.
+            Err(error) if i == 2 => tracing::debug!(%error, "resolvectl default-route"),
+            Err(error) => return Err(error),
+        }
+    }
+    tracing::info!(tun, "systemd-resolved sends every lookup to the tunnel");
+    Ok(())
+}
+
+/// Undoes [`redirect_resolved`] (also done by the device going away).
+pub fn revert_resolved(tun: &str) {
+    let _ = super::command::run_absent_ok("resolvectl", &["revert", tun]);
 }
 
 /// Saves `resolv_conf` to `backup` (unless a backup from an earlier run is
@@ -201,6 +250,35 @@ mod tests {
         assert!(conf.exists());
         restore(&conf, &backup).unwrap();
         assert!(!conf.exists());
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn resolved_gets_the_tunnel_resolver_for_every_domain() {
+        let lines: Vec<String> = resolved_commands("trine0", true)
+            .iter()
+            .map(|c| c.join(" "))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "dns trine0 172.22.0.53 fd74:726e::53",
+                "domain trine0 ~.",
+                "default-route trine0 yes"
+            ]
+        );
+        assert_eq!(resolved_commands("trine0", false)[0].len(), 3);
+    }
+
+    #[test]
+    fn only_a_link_into_resolved_counts_as_resolved() {
+        let dir = scratch("resolved");
+        let plain = dir.join("plain");
+        fs::write(&plain, "nameserver 1.1.1.1\n").unwrap();
+        assert!(!resolved_manages(&plain));
+        let link = dir.join("link");
+        std::os::unix::fs::symlink("/run/resolvconf/resolv.conf", &link).unwrap();
+        assert!(!resolved_manages(&link));
         let _ = fs::remove_dir_all(dir);
     }
 
