@@ -7,7 +7,10 @@
 //!    counters on the hub's bridge show no relay exchanged packets with
 //!    both the client and the web host.
 //! 2. Traffic: a 50 MiB download is byte-exact; DNS (UDP) and ping (ICMP)
-//!    work; IPv6 into the tunnel is dropped, none leaves the client.
+//!    work; a packet bigger than a circuit carries (the tunnel's MTU is
+//!    set above it) is answered with "fragmentation needed" and the
+//!    sender learns the circuit's size; IPv6 into the tunnel is dropped,
+//!    none leaves the client.
 //! 3. Exit safety: through the tunnel, the exit's private LAN and the
 //!    cloud metadata address are refused (the LAN listener sees nothing).
 //! 4. Directory: with one authority stopped, a relay that stops is
@@ -179,15 +182,23 @@ fn a_whole_network_keeps_its_promises() {
     };
     let mut net = TrineNet::start(Naming::PerProcess(PREFIX), shape, binaries(), &root);
     exit_lans(&mut net);
-    watch(&net);
     let exits: BTreeSet<String> = net
         .nodes
         .iter()
         .filter(|n| n.kind == Kind::Exit)
         .map(|n| n.address.to_string())
         .collect();
+    // A tunnel MTU above what a circuit carries, so oversized packets
+    // must be answered with "fragmentation needed".
+    let config = net.client_config();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = trine_testnet::trine::set_key(&text, "tunnel", "mtu", "1500");
+    std::fs::write(&config, text).unwrap();
     net.start_client();
     trine_ok(&net, &["up", "--timeout", "120"]);
+    // From here on (kill switch in place; before it, the namespace's own
+    // IPv6 router solicitations go out as they would without Trine).
+    watch(&net);
 
     // 1. Privacy, by name (DNS through the tunnel).
     let (seen, _) = net
@@ -214,6 +225,43 @@ fn a_whole_network_keeps_its_promises() {
         "ping through the tunnel: {}",
         String::from_utf8_lossy(&ping.stdout)
     );
+    // Too big for the circuit: the client answers "fragmentation needed"
+    // with the circuit's room, and the sender learns it.
+    let big = net.exec(
+        "client",
+        &[
+            "ping",
+            "-M",
+            "do",
+            "-s",
+            "1400",
+            "-c",
+            "2",
+            "-W",
+            "2",
+            &WEB.to_string(),
+        ],
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&big.stdout),
+        String::from_utf8_lossy(&big.stderr)
+    );
+    let mtu: u32 = text
+        .split("mtu")
+        .nth(1)
+        .and_then(|rest| {
+            let digits: String = rest
+                .chars()
+                .skip_while(|c| !c.is_ascii_digit())
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no path MTU learned from an oversized ping: {text}"));
+    // Above the device's 1280 (so it came from the circuit's room, not
+    // the device), below the 1428-byte packet.
+    assert!((1281..1428).contains(&mtu), "learned MTU {mtu}: {text}");
     let ping6 = net.exec(
         "client",
         &["ping", "-6", "-c", "2", "-W", "1", "2001:db8::1"],
