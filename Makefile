@@ -4,7 +4,7 @@ CARGO ?= cargo
 FUZZ_SECONDS ?= 20
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build test lint bench fuzz fuzz-build demo demo-memory testnet-up testnet-down gui clean
+.PHONY: help deps build test lint bench fuzz fuzz-build demo demo-memory testnet-up testnet-down gui bench-net clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -44,6 +44,11 @@ demo-memory: ## A 3-hop circuit in one process (in-memory queues), real packets 
 testnet-up: deps ## Bring a test network up and leave it running (root; see docs/testnet.md)
 	$(CARGO) build --workspace --bins
 	$(CARGO) run -q -p trine-testnet --bin trine-testnet -- up
+
+bench-net: ## Side by side in namespaces (root): direct vs Trine's 3 hops (iperf3, ping, 1 KiB TTFB); release builds
+	scripts/install-deps.sh bench
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) run -q --release -p trine-testnet --bin trine-testnet -- bench-net
 
 gui: ## Build and start the desktop app (needs a display; talks to the daemon at TRINE_SOCKET or /run/trine/control.sock)
 	$(CARGO) run -p trine-gui --bin trine-gui

@@ -5,8 +5,13 @@
 #   build-essential, pkg-config: ring and libfuzzer-sys build C code
 #   iproute2 (ip, tc), nftables (nft): namespaces, routes, firewalls
 #   iputils-ping: the end-to-end tests ping through the tunnel
+# With the argument `bench`, also what `make bench-net` measures with:
+#   iperf3
 set -euo pipefail
 packages=(build-essential pkg-config ca-certificates iproute2 nftables iputils-ping)
+if [ "${1:-}" = bench ]; then
+    packages+=(iperf3)
+fi
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \

@@ -111,6 +111,14 @@ enum Command {
     /// host saw next to the client's own address, down. Exit status 0 only
     /// if the web host saw the exit's address.
     Demo(ShapeArgs),
+    /// Side by side on a fresh network (then removed): the client to the
+    /// web host directly, then through Trine (iperf3, ping, 1 KiB time to
+    /// first byte). WireGuard and Tor columns are not written yet.
+    BenchNet {
+        /// Limit every link to this many Mbit/s (tbf).
+        #[arg(long)]
+        rate: Option<u32>,
+    },
     /// Benchmark the client on a fresh network (then removed): `trine up`
     /// to first byte, and failover after killing each hop position.
     BenchClient {
@@ -139,6 +147,10 @@ enum Command {
         /// Verify the `/bytes/N` pattern instead of printing the body.
         #[arg(long)]
         check: bool,
+        /// Instead, fetch N times (the URL must name an address) and print
+        /// each time to first byte in microseconds, one per line.
+        #[arg(long)]
+        repeat: Option<u32>,
     },
 }
 
@@ -179,6 +191,9 @@ fn main() -> ExitCode {
         Command::Kill { node } => report(session::kill(&dir, &node)),
         Command::Start { node } => report(session::start(&dir, &node)),
         Command::Down => report(session::down(&dir)),
+        Command::BenchNet { rate } => report(
+            session::bench_net(&dir, binaries(), rate).map(|table| print!("{table}")),
+        ),
         Command::BenchClient { rounds } => report(
             session::bench_client(&dir, binaries(), rounds.max(1)).map(|table| print!("{table}")),
         ),
@@ -193,7 +208,18 @@ fn main() -> ExitCode {
         Command::Fetch {
             url,
             timeout,
+            repeat: Some(times),
+            ..
+        } => report((0..times).try_for_each(|_| {
+            let took = web::time_to_first_byte(&url, Duration::from_secs(timeout))?;
+            println!("{}", took.as_micros());
+            Ok(())
+        })),
+        Command::Fetch {
+            url,
+            timeout,
             check,
+            repeat: None,
         } => match web::fetch(&url, Duration::from_secs(timeout)) {
             Ok(fetched) if check && !web::is_pattern(&fetched.body) => {
                 eprintln!("trine-testnet fetch: {url}: the body is not the /bytes pattern");

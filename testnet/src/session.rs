@@ -462,3 +462,194 @@ fn wait_standby(net: &TrineNet) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// One column of the side-by-side table.
+#[derive(Debug, Default, Clone)]
+struct NetFigures {
+    single_mbit: f64,
+    four_mbit: f64,
+    rtt_median_ms: f64,
+    rtt_p99_ms: f64,
+    ttfb_median_ms: f64,
+    ttfb_p90_ms: f64,
+}
+
+/// `bench-net`: on one fresh network, the client talking to the web host
+/// directly (a host route, no tunnel) and then through Trine's 3-hop
+/// circuit: iperf3 single-flow and 4-flow throughput (10 s), ping RTT
+/// (200, median and p99) and 1 KiB time to first byte (20, median and
+/// p90). Returns the table.
+pub fn bench_net(dir: &Path, binaries: Binaries, rate_mbit: Option<u32>) -> Result<String, String> {
+    preflight(&binaries)?;
+    if Command::new("iperf3").arg("-v").output().is_err() {
+        return Err("`iperf3` is missing: scripts/install-deps.sh bench".to_string());
+    }
+    down(dir)?;
+    let started = Instant::now();
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut net = TrineNet::start(Naming::Tagged(TAG), Shape::default(), binaries, dir);
+        if let Some(mbit) = rate_mbit {
+            net.limit_rate(mbit);
+        }
+        net.start_client();
+        net
+    }));
+    let net = built.map_err(|_| {
+        let _ = down(dir);
+        "building the network failed (see the message above)".to_string()
+    })?;
+    let result = bench_net_rounds(&net, started);
+    drop(net);
+    down(dir)?;
+    result
+}
+
+fn bench_net_rounds(net: &TrineNet, started: Instant) -> Result<String, String> {
+    let web = crate::trine::WEB.to_string();
+    let iperf = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.network.ns("web"),
+            "iperf3",
+            "-s",
+            "-B",
+            &web,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("iperf3 server: {e}"))?;
+    let _server = KillOnDrop(iperf);
+    // Baseline: a host route straight to the web host.
+    let route = ["ip", "route", "add", &format!("{web}/32"), "dev", "eth0"];
+    let out = net.exec("client", &route);
+    if !out.status.success() {
+        return Err(format!("route: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    std::thread::sleep(Duration::from_millis(300)); // the iperf3 server binding
+    let direct = measure(net, &web)?;
+    let _ = net.exec("client", &["ip", "route", "del", &format!("{web}/32")]);
+    let out = net.trine(&["up", "--timeout", "120"]);
+    if !out.status.success() {
+        return Err(format!(
+            "trine up: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let connected = started.elapsed();
+    let trine = measure(net, &web)?;
+    let mut table =
+        "| Figure | Direct (no tunnel) | Trine 3 hops | Trine / direct |\n|---|---|---|---|\n"
+            .to_string();
+    let rows: [(&str, f64, f64); 6] = [
+        (
+            "single-flow TCP, Mbit/s (iperf3 10 s)",
+            direct.single_mbit,
+            trine.single_mbit,
+        ),
+        (
+            "4-flow TCP, Mbit/s (iperf3 -P 4, 10 s)",
+            direct.four_mbit,
+            trine.four_mbit,
+        ),
+        (
+            "ping RTT median, ms (200)",
+            direct.rtt_median_ms,
+            trine.rtt_median_ms,
+        ),
+        ("ping RTT p99, ms", direct.rtt_p99_ms, trine.rtt_p99_ms),
+        (
+            "1 KiB time to first byte median, ms (20)",
+            direct.ttfb_median_ms,
+            trine.ttfb_median_ms,
+        ),
+        (
+            "1 KiB time to first byte p90, ms",
+            direct.ttfb_p90_ms,
+            trine.ttfb_p90_ms,
+        ),
+    ];
+    for (label, d, t) in rows {
+        table.push_str(&format!(
+            "| {label} | {d:.2} | {t:.2} | {:.2}× |\n",
+            t / d.max(1e-9)
+        ));
+    }
+    table.push_str(&format!(
+        "\nnetwork start to client connected: {:.1} s\n",
+        connected.as_secs_f64()
+    ));
+    Ok(table)
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn measure(net: &TrineNet, web: &str) -> Result<NetFigures, String> {
+    let iperf = |flows: &str| -> Result<f64, String> {
+        let out = net.exec(
+            "client",
+            &["iperf3", "-c", web, "-t", "10", "-P", flows, "-J"],
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+            format!(
+                "iperf3 output: {e}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+        json["end"]["sum_received"]["bits_per_second"]
+            .as_f64()
+            .map(|bps| bps / 1e6)
+            .ok_or_else(|| format!("iperf3: {}", json["error"]))
+    };
+    let single = iperf("1")?;
+    let four = iperf("4")?;
+    let out = net.exec("client", &["ping", "-c", "200", "-i", "0.01", web]);
+    let mut rtts: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    if rtts.len() < 150 {
+        return Err(format!("ping: only {} of 200 answered", rtts.len()));
+    }
+    let testnet = net.binaries.testnet.display().to_string();
+    let out = net.exec(
+        "client",
+        &[
+            &testnet,
+            "fetch",
+            "--repeat",
+            "20",
+            &format!("http://{web}/bytes/1024"),
+        ],
+    );
+    let mut ttfb: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse::<f64>().ok().map(|us| us / 1000.0))
+        .collect();
+    if ttfb.len() != 20 {
+        return Err(format!("fetch: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(NetFigures {
+        single_mbit: single,
+        four_mbit: four,
+        rtt_median_ms: quantile(&mut rtts, 0.5),
+        rtt_p99_ms: quantile(&mut rtts, 0.99),
+        ttfb_median_ms: quantile(&mut ttfb, 0.5),
+        ttfb_p90_ms: quantile(&mut ttfb, 0.9),
+    })
+}
+
+/// The `q` quantile (nearest rank) of `values`.
+fn quantile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
+}

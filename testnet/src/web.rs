@@ -212,6 +212,41 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<Fetched, String> {
     Ok(Fetched { body, address })
 }
 
+/// Times one GET of `url` (`http://ADDRESS[:port]/path`, no name
+/// lookup): from the start of the TCP connect to the first byte of the
+/// answer.
+pub fn time_to_first_byte(url: &str, timeout: Duration) -> Result<Duration, String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("{url}: only http:// URLs"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let address: SocketAddr = if authority.contains(':') {
+        authority.parse()
+    } else {
+        format!("{authority}:80").parse()
+    }
+    .map_err(|e| format!("{authority}: {e} (an address is needed here)"))?;
+    let started = std::time::Instant::now();
+    let mut stream = TcpStream::connect_timeout(&address, timeout)
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut first = [0u8; 1];
+    stream
+        .read_exact(&mut first)
+        .map_err(|e| format!("no answer: {e}"))?;
+    let elapsed = started.elapsed();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    Ok(elapsed)
+}
+
 /// Whether `body` is the `/bytes/N` pattern.
 pub fn is_pattern(body: &[u8]) -> bool {
     body.iter()
