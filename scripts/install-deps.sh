@@ -5,10 +5,13 @@
 #   build-essential, pkg-config: ring and libfuzzer-sys build C code
 #   iproute2 (ip, tc), nftables (nft): namespaces, routes, firewalls
 #   iputils-ping: the end-to-end tests ping through the tunnel
+#   xvfb, xauth, libgl1-mesa-dri, libgl1, libegl1: the desktop app's
+#     end-to-end run on a virtual display with software OpenGL
 # With the argument `bench`, also what `make bench-net` measures with:
 #   iperf3
 set -euo pipefail
-packages=(build-essential pkg-config ca-certificates iproute2 nftables iputils-ping)
+packages=(build-essential pkg-config ca-certificates iproute2 nftables iputils-ping
+    xvfb xauth libgl1-mesa-dri libgl1 libegl1)
 if [ "${1:-}" = bench ]; then
     packages+=(iperf3)
 fi

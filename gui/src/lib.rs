@@ -149,6 +149,19 @@ impl Gui {
         }
     }
 
+    /// The daemon's last status, if it answers.
+    pub fn status(&self) -> Option<&Status> {
+        match &self.screen {
+            Screen::Tunnel(status) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// Sends `request` as if its control had been used.
+    pub fn send(&mut self, request: Request) {
+        self.act(request);
+    }
+
     /// Draws the app (and polls the daemon when due).
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         self.poll(Instant::now());
