@@ -295,6 +295,16 @@ impl ControlClient {
     }
 }
 
+/// A byte count for people: `512 B`, `1.5 kB`, `3.2 MB`, `1.25 GB`.
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        0..1_000 => format!("{n} B"),
+        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.2} GB", n as f64 / 1e9),
+    }
+}
+
 /// One message as a JSON line body (no newline).
 pub fn encode<T: Serialize>(message: &T) -> String {
     // Serialising these plain structs cannot fail.

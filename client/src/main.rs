@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use trine_client::config::{self, Config};
-use trine_client::control::{ControlClient, ControlError, Request, Response, State, Status};
+use trine_client::control::{
+    ControlClient, ControlError, Request, Response, State, Status, human_bytes,
+};
 
 #[derive(Parser)]
 #[command(
@@ -352,8 +354,8 @@ fn render_status(status: &Status) -> String {
     ));
     out.push_str(&format!(
         "traffic:      {} up, {} down\n",
-        bytes(status.bytes_up),
-        bytes(status.bytes_down)
+        human_bytes(status.bytes_up),
+        human_bytes(status.bytes_down)
     ));
     out.push_str(&format!(
         "lockdown:     {}\n",
@@ -363,13 +365,4 @@ fn render_status(status: &Status) -> String {
         out.push_str(&format!("last error:   {error}\n"));
     }
     out
-}
-
-fn bytes(n: u64) -> String {
-    match n {
-        0..1_000 => format!("{n} B"),
-        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        _ => format!("{:.2} GB", n as f64 / 1e9),
-    }
 }

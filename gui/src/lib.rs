@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use egui::{Color32, RichText};
 use trine_client::control::{
-    ControlClient, ControlError, Request, Response, Settings, State, Status,
+    ControlClient, ControlError, Request, Response, Settings, State, Status, human_bytes,
 };
 
 /// How often the status is asked for.
@@ -265,8 +265,8 @@ impl Gui {
     fn traffic(&self, ui: &mut egui::Ui, status: &Status) {
         ui.label(format!(
             "Traffic: {} up, {} down",
-            bytes(status.bytes_up),
-            bytes(status.bytes_down)
+            human_bytes(status.bytes_up),
+            human_bytes(status.bytes_down)
         ));
         if let Some(since) = status.connected_since {
             ui.label(format!("Connected since Unix time {since}"));
@@ -391,13 +391,4 @@ fn settings_view(ui: &mut egui::Ui, settings: &Settings) {
         }
     });
     ui.label("The daemon reads these from its configuration file; edit it and restart the daemon to change them.");
-}
-
-fn bytes(n: u64) -> String {
-    match n {
-        0..1_000 => format!("{n} B"),
-        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
-        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
-        _ => format!("{:.2} GB", n as f64 / 1e9),
-    }
 }

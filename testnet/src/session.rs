@@ -81,6 +81,29 @@ pub struct UpOptions {
     pub rate_mbit: Option<u32>,
 }
 
+/// Builds the `trn-*` network in `dir` and starts its client daemon (not
+/// connected). Building panics, with the failing command, on a broken
+/// system; that becomes an error here, and nothing is left behind.
+fn build(
+    dir: &Path,
+    shape: Shape,
+    binaries: Binaries,
+    rate_mbit: Option<u32>,
+) -> Result<TrineNet, String> {
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut net = TrineNet::start(Naming::Tagged(TAG), shape, binaries, dir);
+        if let Some(mbit) = rate_mbit {
+            net.limit_rate(mbit);
+        }
+        net.start_client();
+        net
+    }));
+    built.map_err(|_| {
+        let _ = down(dir);
+        "building the network failed (see the message above)".to_string()
+    })
+}
+
 /// Brings a network up, waits for the client to connect, saves the state
 /// and leaves it running. Returns the state.
 pub fn up(dir: &Path, binaries: Binaries, options: UpOptions) -> Result<Saved, String> {
@@ -88,20 +111,7 @@ pub fn up(dir: &Path, binaries: Binaries, options: UpOptions) -> Result<Saved, S
     down(dir)?;
     let started = Instant::now();
     let shape = options.shape;
-    // Building panics (with the failing command) on a broken system; turn
-    // that into an error and leave nothing behind.
-    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut net = TrineNet::start(Naming::Tagged(TAG), shape, binaries, dir);
-        if let Some(mbit) = options.rate_mbit {
-            net.limit_rate(mbit);
-        }
-        net.start_client();
-        net
-    }));
-    let net = built.map_err(|_| {
-        let _ = down(dir);
-        "building the network failed (see the message above)".to_string()
-    })?;
+    let net = build(dir, shape, binaries, options.rate_mbit)?;
     let out = net.trine(&["up", "--timeout", "180"]);
     if !out.status.success() {
         let message = format!(
@@ -358,15 +368,7 @@ pub fn bench_client(dir: &Path, binaries: Binaries, rounds: usize) -> Result<Str
         exits: 3,
         ..Shape::default()
     };
-    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut net = TrineNet::start(Naming::Tagged(TAG), shape, binaries, dir);
-        net.start_client();
-        net
-    }));
-    let mut net = built.map_err(|_| {
-        let _ = down(dir);
-        "building the network failed (see the message above)".to_string()
-    })?;
+    let mut net = build(dir, shape, binaries, None)?;
     let result = bench_rounds(&mut net, rounds);
     drop(net);
     down(dir)?;
@@ -486,18 +488,7 @@ pub fn bench_net(dir: &Path, binaries: Binaries, rate_mbit: Option<u32>) -> Resu
     }
     down(dir)?;
     let started = Instant::now();
-    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut net = TrineNet::start(Naming::Tagged(TAG), Shape::default(), binaries, dir);
-        if let Some(mbit) = rate_mbit {
-            net.limit_rate(mbit);
-        }
-        net.start_client();
-        net
-    }));
-    let net = built.map_err(|_| {
-        let _ = down(dir);
-        "building the network failed (see the message above)".to_string()
-    })?;
+    let net = build(dir, Shape::default(), binaries, rate_mbit)?;
     let result = bench_net_rounds(&net, started);
     drop(net);
     down(dir)?;

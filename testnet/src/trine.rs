@@ -58,6 +58,20 @@ impl Binaries {
         }
     }
 
+    /// For tests: the binaries beside `bin` (any workspace binary, e.g.
+    /// `env!("CARGO_BIN_EXE_trine-testnet")`); panics naming the first
+    /// one missing and how to build it.
+    pub fn beside(bin: &Path) -> Self {
+        let binaries = Self::in_dir(bin.parent().unwrap_or(Path::new(".")));
+        if let Some(missing) = binaries.missing() {
+            panic!(
+                "{} is missing: build the workspace first (`cargo build --workspace`; make test does)",
+                missing.display()
+            );
+        }
+        binaries
+    }
+
     /// The first binary that is missing, if any.
     pub fn missing(&self) -> Option<&Path> {
         [&self.dir, &self.relay, &self.client, &self.testnet]
@@ -634,6 +648,48 @@ impl TrineNet {
             Ok(out) => out,
             Err(error) => panic!("cannot run trine: {error}"),
         }
+    }
+
+    /// Loads `script` (nftables) in the hub namespace, where the bridge
+    /// sees every node's frames.
+    pub fn hub_nft(&self, script: &str) {
+        let path = self.root.join("hub.nft");
+        if let Err(error) = std::fs::write(&path, script) {
+            panic!("{}: {error}", path.display());
+        }
+        let hub = self.network.ns(crate::HUB);
+        must(&[
+            "ip",
+            "netns",
+            "exec",
+            &hub,
+            "nft",
+            "-f",
+            &path.display().to_string(),
+        ]);
+    }
+
+    /// (comment, packets) of every counter with a comment in the hub's
+    /// bridge table `table`.
+    pub fn hub_counters(&self, table: &str) -> Vec<(String, u64)> {
+        let hub = self.network.ns(crate::HUB);
+        let out = crate::sh(&[
+            "ip", "netns", "exec", &hub, "nft", "list", "table", "bridge", table,
+        ]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|line| {
+                let packets = line
+                    .split("counter packets ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                let comment = line.split("comment \"").nth(1)?.trim_end_matches('"');
+                Some((comment.to_string(), packets))
+            })
+            .collect()
     }
 
     /// `trine status --json`, parsed.

@@ -21,24 +21,12 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use trine_testnet::netns_tests_enabled;
 use trine_testnet::trine::{
     AUTHORITY_PORT, Binaries, CLIENT, Kind, Naming, RELAY_PORT, Shape, TrineNet, WEB, WEB_NAME,
 };
-use trine_testnet::{must, netns_tests_enabled, sh};
 
 const WATCH: &str = "trine_watch";
-
-fn binaries() -> Binaries {
-    let here = Path::new(env!("CARGO_BIN_EXE_trine-testnet"));
-    let binaries = Binaries::in_dir(here.parent().unwrap());
-    if let Some(missing) = binaries.missing() {
-        panic!(
-            "{} is missing: build the workspace first (`cargo build --workspace`; make test does)",
-            missing.display()
-        );
-    }
-    binaries
-}
 
 /// The client namespace's networking state, as text, for before/after.
 fn snapshot(net: &TrineNet) -> String {
@@ -103,50 +91,7 @@ fn watch_client_port(net: &TrineNet) {
         ));
     }
     rules.push_str(" }\n}\n");
-    let path = net.root.join("watch.nft");
-    std::fs::write(&path, rules).unwrap();
-    must(&[
-        "ip",
-        "netns",
-        "exec",
-        &net.network.ns(trine_testnet::HUB),
-        "nft",
-        "-f",
-        path.to_str().unwrap(),
-    ]);
-}
-
-/// (comment, packets) of every watch rule.
-fn watched(net: &TrineNet) -> Vec<(String, u64)> {
-    let out = sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &net.network.ns(trine_testnet::HUB),
-        "nft",
-        "list",
-        "table",
-        "bridge",
-        WATCH,
-    ]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            let packets = line
-                .split("counter packets ")
-                .nth(1)?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()?;
-            let comment = line
-                .split("comment \"")
-                .nth(1)?
-                .trim_end_matches('"')
-                .to_string();
-            Some((comment, packets))
-        })
-        .collect()
+    net.hub_nft(&rules);
 }
 
 /// Fetches `/ip` from `host` through the tunnel until it works.
@@ -169,7 +114,12 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
         interval_secs: 6,
         ..Shape::default()
     };
-    let mut net = TrineNet::start(Naming::PerProcess("trce"), shape, binaries(), &root);
+    let mut net = TrineNet::start(
+        Naming::PerProcess("trce"),
+        shape,
+        Binaries::beside(Path::new(env!("CARGO_BIN_EXE_trine-testnet"))),
+        &root,
+    );
     let exits: BTreeSet<String> = net
         .nodes
         .iter()
@@ -261,7 +211,7 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
     }
 
     // Nothing but QUIC to authorities and the guards used left the client.
-    for (comment, packets) in watched(&net) {
+    for (comment, packets) in net.hub_counters(WATCH) {
         if packets == 0 {
             continue;
         }

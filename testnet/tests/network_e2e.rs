@@ -28,22 +28,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use trine_testnet::trine::{Binaries, CLIENT, Kind, Naming, Shape, TrineNet, WEB, WEB_NAME};
-use trine_testnet::{HUB, must, netns_tests_enabled, sh};
+use trine_testnet::{must, netns_tests_enabled, sh};
 
 const PREFIX: &str = "trnw";
 const LAN: &str = "10.99.0.1";
-
-fn binaries() -> Binaries {
-    let here = Path::new(env!("CARGO_BIN_EXE_trine-testnet"));
-    let binaries = Binaries::in_dir(here.parent().unwrap());
-    if let Some(missing) = binaries.missing() {
-        panic!(
-            "{} is missing: build the workspace first (`cargo build --workspace`; make test does)",
-            missing.display()
-        );
-    }
-    binaries
-}
 
 /// Per relay and exit: counters of what its port sent to the client and
 /// to the web host; and everything IPv6 the client sent.
@@ -65,45 +53,7 @@ fn watch(net: &TrineNet) {
     rules.push_str(&format!(
         "  iifname \"{client}\" ether type ip6 counter comment \"client ipv6\"\n }}\n}}\n"
     ));
-    let path = net.root.join("privacy.nft");
-    std::fs::write(&path, rules).unwrap();
-    must(&[
-        "ip",
-        "netns",
-        "exec",
-        &net.network.ns(HUB),
-        "nft",
-        "-f",
-        path.to_str().unwrap(),
-    ]);
-}
-
-fn counters(net: &TrineNet) -> Vec<(String, u64)> {
-    let out = sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &net.network.ns(HUB),
-        "nft",
-        "list",
-        "table",
-        "bridge",
-        "trine_privacy",
-    ]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|line| {
-            let packets = line
-                .split("counter packets ")
-                .nth(1)?
-                .split(' ')
-                .next()?
-                .parse()
-                .ok()?;
-            let comment = line.split("comment \"").nth(1)?.trim_end_matches('"');
-            Some((comment.to_string(), packets))
-        })
-        .collect()
+    net.hub_nft(&rules);
 }
 
 /// Gives each exit a private LAN with a listener on it (logging any
@@ -180,7 +130,12 @@ fn a_whole_network_keeps_its_promises() {
         interval_secs: 6,
         ..Shape::default()
     };
-    let mut net = TrineNet::start(Naming::PerProcess(PREFIX), shape, binaries(), &root);
+    let mut net = TrineNet::start(
+        Naming::PerProcess(PREFIX),
+        shape,
+        Binaries::beside(Path::new(env!("CARGO_BIN_EXE_trine-testnet"))),
+        &root,
+    );
     exit_lans(&mut net);
     let exits: BTreeSet<String> = net
         .nodes
@@ -279,7 +234,7 @@ fn a_whole_network_keeps_its_promises() {
     }
 
     // 1 (continued). No relay talked to both ends; no IPv6 left.
-    let counted = counters(&net);
+    let counted = net.hub_counters("trine_privacy");
     for node in net
         .nodes
         .iter()

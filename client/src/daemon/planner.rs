@@ -112,25 +112,22 @@ impl Planner {
             .filter(|c| c.is_usable(now))
             .ok_or(PlanError::NoConsensus)?;
         let candidates: Vec<Candidate> = consensus.relays().iter().map(Candidate::from).collect();
-        let mut path = select_path(
-            &candidates,
-            &mut self.guards,
-            now,
-            &mut OsRng,
-            &self.path_config,
-        )?;
-        for _ in 0..8 {
-            if !avoid.contains(&path.exit) && !avoid.contains(&path.middle) {
-                break;
-            }
-            path = select_path(
+        // Up to 9 draws for a path clear of `avoid`; else the last one.
+        let mut draws = 0;
+        let path = loop {
+            let path = select_path(
                 &candidates,
                 &mut self.guards,
                 now,
                 &mut OsRng,
                 &self.path_config,
             )?;
-        }
+            draws += 1;
+            let clear = !avoid.contains(&path.exit) && !avoid.contains(&path.middle);
+            if clear || draws == 9 {
+                break path;
+            }
+        };
         self.save_guards();
         let entries = [path.guard, path.middle, path.exit].map(|id| consensus.relay(&id));
         let mut hops = Vec::with_capacity(3);
