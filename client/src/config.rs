@@ -13,36 +13,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/trine/trine.toml";
 /// Where the daemon listens for control requests unless told otherwise.
 pub const DEFAULT_SOCKET: &str = "/run/trine/control.sock";
 
-/// Why a configuration file was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file could not be read.
-    #[error("cannot read {path}: {source}")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
-    },
-    /// Not valid TOML, an unknown key, or a value of the wrong type.
-    #[error("{path}: {message}")]
-    Parse {
-        /// The file.
-        path: PathBuf,
-        /// toml's message, which names the key and line.
-        message: String,
-    },
-    /// A value outside what the client accepts.
-    #[error("{path}: `{field}` {problem}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// Dotted key, e.g. `tunnel.mtu`.
-        field: &'static str,
-        /// What is wrong with it.
-        problem: String,
-    },
-}
+pub use trine_node::config::ConfigError;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,6 +4,7 @@
 
 pub mod authorities;
 pub mod cache;
+pub mod config;
 pub mod dirclient;
 pub mod keyfile;
 
