@@ -7,11 +7,12 @@
 #   iputils-ping: the end-to-end tests ping through the tunnel
 #   xvfb, xauth, libgl1-mesa-dri, libgl1, libegl1: the desktop app's
 #     end-to-end run on a virtual display with software OpenGL
+#   dbus-daemon: the tray icon's test runs a private session bus
 # With the argument `bench`, also what `make bench-net` measures with:
 #   iperf3
 set -euo pipefail
 packages=(build-essential pkg-config ca-certificates iproute2 nftables iputils-ping
-    xvfb xauth libgl1-mesa-dri libgl1 libegl1)
+    xvfb xauth libgl1-mesa-dri libgl1 libegl1 dbus-daemon)
 if [ "${1:-}" = bench ]; then
     packages+=(iperf3)
 fi

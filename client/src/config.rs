@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use trine_node::authorities::Authorities;
 
 /// Where the daemon reads its configuration unless told otherwise.
@@ -208,12 +208,7 @@ impl Config {
                 "must be 1 to 15 letters, digits, '-' or '_'",
             ));
         }
-        if !(1280..=9000).contains(&file.tunnel.mtu) {
-            return Err(invalid(
-                "tunnel.mtu",
-                "must be between 1280 (IPv6's minimum) and 9000",
-            ));
-        }
+        check_mtu(file.tunnel.mtu).map_err(|problem| invalid("tunnel.mtu", problem))?;
         let circuit = &file.circuit;
         if !(1..=120).contains(&circuit.build_timeout_secs) {
             return Err(invalid("circuit.build_timeout_secs", "must be 1 to 120"));
@@ -253,6 +248,99 @@ impl Config {
             keepalive: Duration::from_secs(circuit.keepalive_secs),
             dead_after: Duration::from_secs(circuit.dead_after_secs),
         })
+    }
+}
+
+/// Whether `mtu` is a usable tunnel MTU; the problem in words if not.
+pub fn check_mtu(mtu: u16) -> Result<(), &'static str> {
+    if (1280..=9000).contains(&mtu) {
+        Ok(())
+    } else {
+        Err("must be between 1280 (IPv6's minimum) and 9000")
+    }
+}
+
+/// Settings changed through the control API (`trine settings set`, the
+/// app), kept as `settings.toml` in the state directory and laid over the
+/// configuration file at start: the file stays the administrator's, and a
+/// change survives restarts. Absent fields keep the file's value.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Overrides {
+    /// The TUN device's MTU.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// Whether IPv6 is tunnelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6: Option<bool>,
+    /// How DNS is redirected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<DnsMode>,
+}
+
+impl Overrides {
+    /// The file's name in the state directory.
+    pub const FILE: &str = "settings.toml";
+
+    /// Whether every value given is valid; the problem, naming the
+    /// setting, if not.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(mtu) = self.mtu {
+            check_mtu(mtu).map_err(|problem| format!("mtu {mtu} {problem}"))?;
+        }
+        Ok(())
+    }
+
+    /// Takes every value `newer` gives.
+    pub fn merge(&mut self, newer: &Overrides) {
+        self.mtu = newer.mtu.or(self.mtu);
+        self.ipv6 = newer.ipv6.or(self.ipv6);
+        self.dns = newer.dns.or(self.dns);
+    }
+
+    /// Reads the overrides kept in `state_dir` (none if there is no file).
+    pub fn load(state_dir: &Path) -> Result<Self, ConfigError> {
+        let path = state_dir.join(Self::FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Self::default());
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let overrides: Self = toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.clone(),
+            message: error.message().to_string(),
+        })?;
+        overrides.check().map_err(|problem| ConfigError::Invalid {
+            path,
+            field: "settings",
+            problem,
+        })?;
+        Ok(overrides)
+    }
+
+    /// Keeps the overrides in `state_dir`, replacing the file whole (a
+    /// crash leaves the old file or the new one, never half of one).
+    pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+        let text = toml::to_string(self).map_err(std::io::Error::other)?;
+        let path = state_dir.join(Self::FILE);
+        let partial = state_dir.join(format!("{}.partial", Self::FILE));
+        std::fs::write(&partial, text)?;
+        std::fs::File::open(&partial)?.sync_all()?;
+        std::fs::rename(&partial, &path)
+    }
+}
+
+impl Config {
+    /// This configuration with `overrides` laid over it.
+    pub fn with(&self, overrides: &Overrides) -> Config {
+        Config {
+            mtu: overrides.mtu.unwrap_or(self.mtu),
+            ipv6: overrides.ipv6.unwrap_or(self.ipv6),
+            dns_mode: overrides.dns.unwrap_or(self.dns_mode),
+            ..self.clone()
+        }
     }
 }
 
@@ -370,5 +458,52 @@ mod tests {
             .to_string();
         assert!(missing.contains("directory.authorities"), "{missing}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn overrides_survive_a_restart_and_lay_over_the_file() {
+        let dir = scratch("overrides");
+        let auth = authorities_file(&dir);
+        let config = Config::parse(&dir.join("trine.toml"), &template(&auth)).unwrap();
+        assert_eq!(Overrides::load(&dir).unwrap(), Overrides::default());
+        let mut kept = Overrides {
+            mtu: Some(1400),
+            ..Overrides::default()
+        };
+        kept.merge(&Overrides {
+            dns: Some(DnsMode::Off),
+            ..Overrides::default()
+        });
+        kept.save(&dir).unwrap();
+        let loaded = Overrides::load(&dir).unwrap();
+        assert_eq!(loaded, kept);
+        let merged = config.with(&loaded);
+        assert_eq!(
+            (merged.mtu, merged.ipv6, merged.dns_mode),
+            (1400, true, DnsMode::Off)
+        );
+    }
+
+    #[test]
+    fn bad_overrides_are_refused_with_the_setting_named() {
+        let dir = scratch("bad-overrides");
+        let problem = Overrides {
+            mtu: Some(576),
+            ..Overrides::default()
+        }
+        .check()
+        .unwrap_err();
+        assert!(
+            problem.starts_with("mtu 576 must be between 1280"),
+            "{problem}"
+        );
+        for text in [
+            "mtu = 100\n",
+            "colour = \"blue\"\n",
+            "dns = \"carrier-pigeon\"\n",
+        ] {
+            std::fs::write(dir.join(Overrides::FILE), text).unwrap();
+            assert!(Overrides::load(&dir).is_err(), "{text} accepted");
+        }
     }
 }

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::DnsMode;
+
 /// The longest request line the daemon accepts (bytes).
 pub const MAX_LINE: usize = 1 << 20;
 /// The longest response line a client accepts (the relay list of a large
@@ -44,6 +46,19 @@ pub enum Request {
     },
     /// The settings the daemon runs with.
     Settings,
+    /// Change settings: each field given; the others stay. Checked, kept
+    /// across restarts, and used from the next connect.
+    ChangeSettings {
+        /// The tunnel's MTU (1280 to 9000).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mtu: Option<u16>,
+        /// Tunnel IPv6 (otherwise it is blocked).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ipv6: Option<bool>,
+        /// How DNS is redirected.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dns: Option<DnsMode>,
+    },
 }
 
 /// The tunnel's state, as users see it.
@@ -150,8 +165,12 @@ pub struct Settings {
     pub mtu: u16,
     /// Whether IPv6 is tunnelled.
     pub ipv6: bool,
-    /// How DNS is redirected.
+    /// How DNS is redirected, in words.
     pub dns: String,
+    /// The DNS setting (`auto` picks systemd-resolved or the file).
+    pub dns_mode: DnsMode,
+    /// Whether changed settings wait for the next connect.
+    pub pending: bool,
     /// Whether lockdown is on.
     pub lockdown: bool,
     /// The authorities' addresses (the bootstrap list).

@@ -70,8 +70,11 @@ enum Command {
         /// on or off.
         setting: OnOff,
     },
-    /// Show the settings the daemon runs with.
-    Settings,
+    /// Show the settings the daemon runs with, or change them.
+    Settings {
+        #[command(subcommand)]
+        change: Option<SettingsCommand>,
+    },
     /// Run the daemon (as root).
     Daemon {
         /// The configuration file.
@@ -102,6 +105,30 @@ enum OnOff {
     On,
     /// Turn off.
     Off,
+}
+
+#[derive(Subcommand)]
+enum SettingsCommand {
+    /// Change settings; they are kept across restarts and used from the
+    /// next `trine up`.
+    Set {
+        /// The tunnel's MTU (1280 to 9000).
+        #[arg(long)]
+        mtu: Option<u16>,
+        /// Tunnel IPv6 (on) or block it (off).
+        #[arg(long)]
+        ipv6: Option<OnOff>,
+        /// How DNS is redirected: auto, resolv-conf, resolved or off.
+        #[arg(long, value_parser = parse_dns)]
+        dns: Option<config::DnsMode>,
+    },
+}
+
+fn parse_dns(text: &str) -> Result<config::DnsMode, String> {
+    use serde::Deserialize;
+    use serde::de::value::{Error, StrDeserializer};
+    config::DnsMode::deserialize(StrDeserializer::<Error>::new(text))
+        .map_err(|_| "one of auto, resolv-conf, resolved, off".to_string())
 }
 
 fn main() -> ExitCode {
@@ -250,33 +277,62 @@ fn talk(socket: &std::path::Path, command: Command) -> Result<(), String> {
             println!("lockdown {}", if on { "on" } else { "off" });
             Ok(())
         }
-        Command::Settings => match client.request(&Request::Settings).map_err(text)? {
-            Response::Settings(settings) => {
-                println!("config:      {}", settings.config);
-                println!(
-                    "tunnel:      {} (MTU {}, IPv6 {})",
-                    settings.tun_name,
-                    settings.mtu,
-                    if settings.ipv6 {
-                        "tunnelled"
-                    } else {
-                        "blocked"
-                    }
-                );
-                println!("dns:         {}", settings.dns);
-                println!(
-                    "lockdown:    {}",
-                    if settings.lockdown { "on" } else { "off" }
-                );
-                println!(
-                    "authorities: {} (threshold {})",
-                    settings.authorities.join(", "),
-                    settings.threshold
-                );
-                Ok(())
+        Command::Settings {
+            change: Some(SettingsCommand::Set { mtu, ipv6, dns }),
+        } => {
+            if mtu.is_none() && ipv6.is_none() && dns.is_none() {
+                return Err("nothing to change: give --mtu, --ipv6 or --dns".to_string());
             }
-            other => Err(format!("unexpected answer {other:?}")),
-        },
+            let ipv6 = ipv6.map(|setting| matches!(setting, OnOff::On));
+            client
+                .request(&Request::ChangeSettings { mtu, ipv6, dns })
+                .map_err(text)?;
+            let pending = matches!(
+                client.request(&Request::Settings),
+                Ok(Response::Settings(settings)) if settings.pending
+            );
+            println!(
+                "settings changed{}",
+                if pending {
+                    "; the tunnel keeps the old ones until the next `trine up`"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
+        Command::Settings { change: None } => {
+            match client.request(&Request::Settings).map_err(text)? {
+                Response::Settings(settings) => {
+                    println!("config:      {}", settings.config);
+                    println!(
+                        "tunnel:      {} (MTU {}, IPv6 {})",
+                        settings.tun_name,
+                        settings.mtu,
+                        if settings.ipv6 {
+                            "tunnelled"
+                        } else {
+                            "blocked"
+                        }
+                    );
+                    println!("dns:         {}", settings.dns);
+                    if settings.pending {
+                        println!("(changed settings apply from the next `trine up`)");
+                    }
+                    println!(
+                        "lockdown:    {}",
+                        if settings.lockdown { "on" } else { "off" }
+                    );
+                    println!(
+                        "authorities: {} (threshold {})",
+                        settings.authorities.join(", "),
+                        settings.threshold
+                    );
+                    Ok(())
+                }
+                other => Err(format!("unexpected answer {other:?}")),
+            }
+        }
         Command::Daemon { .. } | Command::Init { .. } => Ok(()),
     }
 }

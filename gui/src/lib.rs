@@ -6,13 +6,19 @@
 //! is not running", or "no permission for the socket".
 //!
 //! [`Gui::ui`] is the whole app; `main.rs` only hands it to eframe, and
-//! the tests drive it headlessly with egui_kittest.
+//! the tests drive it headlessly with egui_kittest. A [`tray`] icon, where
+//! the desktop has a tray, is another view of the same state: it sends
+//! its menu's actions here and shows what [`Gui::tray_view`] says.
+
+pub mod tray;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use egui::{Color32, RichText};
+use tray::{TrayAction, TrayLink, TrayView};
+use trine_client::config::{DnsMode, check_mtu};
 use trine_client::control::{
     ControlClient, ControlError, Request, Response, Settings, State, Status, human_bytes,
 };
@@ -50,9 +56,51 @@ pub struct Gui {
     action_error: Option<String>,
     /// (bytes up, bytes down) per poll, oldest first.
     history: VecDeque<(u64, u64)>,
-    settings: Option<Settings>,
-    show_settings: bool,
+    /// The settings view, while open.
+    settings: Option<SettingsForm>,
+    tray: Option<TrayLink>,
 }
+
+/// The settings view: what the daemon said, and the user's edits.
+#[derive(Debug, Clone)]
+struct SettingsForm {
+    current: Settings,
+    mtu: String,
+    ipv6: bool,
+    dns: DnsMode,
+    /// Shown after a save.
+    notice: Option<String>,
+}
+
+impl SettingsForm {
+    fn new(current: Settings) -> Self {
+        Self {
+            mtu: current.mtu.to_string(),
+            ipv6: current.ipv6,
+            dns: current.dns_mode,
+            current,
+            notice: None,
+        }
+    }
+
+    /// The MTU typed, or what is wrong with it.
+    fn mtu(&self) -> Result<u16, String> {
+        let mtu: u16 = self
+            .mtu
+            .trim()
+            .parse()
+            .map_err(|_| "The MTU must be a whole number.".to_string())?;
+        check_mtu(mtu).map_err(|problem| format!("The MTU {problem}."))?;
+        Ok(mtu)
+    }
+}
+
+const DNS_MODES: [(DnsMode, &str); 4] = [
+    (DnsMode::Auto, "Automatic"),
+    (DnsMode::ResolvConf, "Rewrite resolv.conf"),
+    (DnsMode::Resolved, "systemd-resolved"),
+    (DnsMode::Off, "Leave the resolver alone"),
+];
 
 impl Gui {
     /// An app talking to the daemon at `socket`.
@@ -65,8 +113,13 @@ impl Gui {
             action_error: None,
             history: VecDeque::with_capacity(HISTORY),
             settings: None,
-            show_settings: false,
+            tray: None,
         }
+    }
+
+    /// Lets a tray icon drive the app and shows the state on it.
+    pub fn attach_tray(&mut self, tray: TrayLink) {
+        self.tray = Some(tray);
     }
 
     /// Sends one request, (re)connecting as needed. A broken connection
@@ -162,9 +215,74 @@ impl Gui {
         self.act(request);
     }
 
+    /// What a tray icon should show now.
+    pub fn tray_view(&self) -> TrayView {
+        let attention = Color32::from_rgb(200, 40, 40);
+        let (headline, detail, colour) = match &self.screen {
+            Screen::Starting => ("Starting".to_string(), String::new(), Color32::GRAY),
+            Screen::NotRunning => (
+                "The daemon is not running".to_string(),
+                "sudo systemctl start trine".to_string(),
+                attention,
+            ),
+            Screen::NoPermission => (
+                "No permission for the daemon".to_string(),
+                "Join the daemon's group (usually trine)".to_string(),
+                attention,
+            ),
+            Screen::Broken(message) => ("Daemon error".to_string(), message.clone(), attention),
+            Screen::Tunnel(status) => {
+                let (words, colour) = describe(status.state);
+                let detail = match (&status.exit_address, &self.action_error) {
+                    (_, Some(error)) => error.clone(),
+                    (Some(exit), None) => format!("Exit address {exit}"),
+                    (None, None) => status.last_error.clone().unwrap_or_default(),
+                };
+                (words.to_string(), detail, colour)
+            }
+        };
+        let status = self.status();
+        TrayView {
+            headline,
+            detail,
+            colour: [colour.r(), colour.g(), colour.b()],
+            toggle: status.map(|s| match s.state {
+                State::Disconnected | State::Blocked => TrayAction::Connect,
+                _ => TrayAction::Disconnect,
+            }),
+            new_circuit: status
+                .is_some_and(|s| matches!(s.state, State::Connected | State::Reconnecting)),
+            attention: colour == attention || self.action_error.is_some(),
+        }
+    }
+
+    /// Carries out what the tray's menu asked for, and shows the state
+    /// on the tray.
+    fn serve_tray(&mut self, ctx: &egui::Context) {
+        let Some(tray) = &self.tray else { return };
+        let actions: Vec<TrayAction> = std::iter::from_fn(|| tray.next_action()).collect();
+        for action in actions {
+            match action {
+                TrayAction::Connect => self.act(Request::Connect),
+                TrayAction::Disconnect => self.act(Request::Disconnect),
+                TrayAction::NewCircuit => self.act(Request::NewCircuit),
+                TrayAction::OpenWindow => {
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Minimized(false));
+                    ctx.send_viewport_cmd(egui::ViewportCommand::Focus);
+                }
+                TrayAction::Quit => ctx.send_viewport_cmd(egui::ViewportCommand::Close),
+            }
+        }
+        let view = self.tray_view();
+        if let Some(tray) = &mut self.tray {
+            tray.show(view);
+        }
+    }
+
     /// Draws the app (and polls the daemon when due).
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         self.poll(Instant::now());
+        self.serve_tray(ui.ctx());
         ui.ctx().request_repaint_after(POLL);
         match self.screen.clone() {
             Screen::Starting => {
@@ -247,17 +365,102 @@ impl Gui {
                 self.act(Request::Lockdown { on: lockdown });
             }
             if ui.button("Settings").clicked() {
-                self.show_settings = !self.show_settings;
-                if self.show_settings {
-                    if let Some(Response::Settings(settings)) = self.request(&Request::Settings) {
-                        self.settings = Some(settings);
-                    }
-                }
+                self.settings = match self.settings {
+                    Some(_) => None,
+                    None => self.fetch_settings().map(SettingsForm::new),
+                };
             }
         });
-        if self.show_settings {
-            if let Some(settings) = &self.settings {
-                settings_view(ui, settings);
+        if self.settings.is_some() {
+            ui.separator();
+            self.settings_view(ui);
+        }
+    }
+
+    fn fetch_settings(&mut self) -> Option<Settings> {
+        match self.request(&Request::Settings) {
+            Some(Response::Settings(settings)) => Some(settings),
+            _ => None,
+        }
+    }
+
+    fn settings_view(&mut self, ui: &mut egui::Ui) {
+        let Some(form) = &mut self.settings else {
+            return;
+        };
+        let current = form.current.clone();
+        ui.label(RichText::new("Settings").strong());
+        egui::Grid::new("settings").num_columns(2).show(ui, |ui| {
+            ui.label("Configuration");
+            ui.label(&current.config);
+            ui.end_row();
+            ui.label("Tunnel device");
+            ui.label(&current.tun_name);
+            ui.end_row();
+            let label = ui.label("MTU");
+            ui.add(egui::TextEdit::singleline(&mut form.mtu).desired_width(80.0))
+                .labelled_by(label.id)
+                .on_hover_text("The largest packet the tunnel device takes (1280 to 9000)");
+            ui.end_row();
+            ui.label("IPv6");
+            ui.checkbox(&mut form.ipv6, "Tunnel IPv6 (otherwise it is blocked)");
+            ui.end_row();
+            let label = ui.label("DNS");
+            egui::ComboBox::from_id_salt("dns")
+                .selected_text(dns_words(form.dns))
+                .show_ui(ui, |ui| {
+                    for (mode, words) in DNS_MODES {
+                        ui.selectable_value(&mut form.dns, mode, words);
+                    }
+                })
+                .response
+                .labelled_by(label.id);
+            ui.end_row();
+            ui.label("Directory authorities");
+            ui.label(format!(
+                "{} (threshold {})",
+                current.authorities.join(", "),
+                current.threshold
+            ));
+            ui.end_row();
+        });
+        ui.label(format!("DNS now: {}", current.dns));
+        ui.label(
+            "The authorities (the bootstrap list) come with their keys from the file the \
+             configuration names; change them there, as root.",
+        );
+        let mtu = form.mtu();
+        if let Err(problem) = &mtu {
+            ui.colored_label(Color32::from_rgb(200, 40, 40), problem);
+        }
+        let changed = mtu.as_ref().is_ok_and(|mtu| *mtu != current.mtu)
+            || form.ipv6 != current.ipv6
+            || form.dns != current.dns_mode;
+        let save = ui.add_enabled(mtu.is_ok() && changed, egui::Button::new("Save settings"));
+        if let Some(notice) = &form.notice {
+            ui.label(notice);
+        }
+        if let (true, Ok(mtu)) = (save.clicked(), mtu) {
+            let change = Request::ChangeSettings {
+                mtu: Some(mtu),
+                ipv6: Some(form.ipv6),
+                dns: Some(form.dns),
+            };
+            self.action_error = None;
+            if self.request(&change).is_some() {
+                if let Some(settings) = self.fetch_settings() {
+                    let pending = settings.pending;
+                    let mut form = SettingsForm::new(settings);
+                    form.notice = Some(
+                        if pending {
+                            "Saved. The tunnel uses them from the next connect."
+                        } else {
+                            "Saved."
+                        }
+                        .to_string(),
+                    );
+                    self.settings = Some(form);
+                }
             }
         }
     }
@@ -359,36 +562,9 @@ fn circuit(ui: &mut egui::Ui, status: &Status) {
     });
 }
 
-fn settings_view(ui: &mut egui::Ui, settings: &Settings) {
-    ui.label(RichText::new("Settings").strong());
-    egui::Grid::new("settings").show(ui, |ui| {
-        for (key, value) in [
-            ("Configuration", settings.config.clone()),
-            ("Tunnel device", settings.tun_name.clone()),
-            ("MTU", settings.mtu.to_string()),
-            (
-                "IPv6",
-                if settings.ipv6 {
-                    "tunnelled"
-                } else {
-                    "blocked"
-                }
-                .to_string(),
-            ),
-            ("DNS", settings.dns.clone()),
-            (
-                "Directory authorities",
-                format!(
-                    "{} (threshold {})",
-                    settings.authorities.join(", "),
-                    settings.threshold
-                ),
-            ),
-        ] {
-            ui.label(key);
-            ui.label(value);
-            ui.end_row();
-        }
-    });
-    ui.label("The daemon reads these from its configuration file; edit it and restart the daemon to change them.");
+fn dns_words(mode: DnsMode) -> &'static str {
+    DNS_MODES
+        .iter()
+        .find(|(m, _)| *m == mode)
+        .map_or("?", |(_, words)| words)
 }

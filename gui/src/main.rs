@@ -2,8 +2,12 @@
 //! Runs as the user; talks to the root daemon over its control socket.
 //!
 //! ```text
-//! trine-gui [--socket PATH] [--connect] [--screenshot FILE]
+//! trine-gui [--socket PATH] [--no-tray] [--connect] [--screenshot FILE]
 //! ```
+//!
+//! Where the desktop shows StatusNotifierItems, a tray icon shows the
+//! state and offers connect/disconnect, new circuit, open and quit;
+//! `--no-tray` leaves it out.
 //!
 //! `--socket` (or `TRINE_SOCKET`, default /run/trine/control.sock) names
 //! the socket. For unattended runs (the end-to-end test under Xvfb):
@@ -22,29 +26,75 @@ const ASKED: u8 = 1;
 const SAVED: u8 = 2;
 const FAILED: u8 = 3;
 
-fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().collect();
-    let value = |flag: &str| {
-        args.iter()
-            .position(|a| a == flag)
-            .and_then(|i| args.get(i + 1).cloned())
+const USAGE: &str = "\
+usage: trine-gui [--socket PATH] [--no-tray] [--connect] [--screenshot FILE]
+
+The Trine desktop app. Talks to the Trine daemon's control socket.
+
+  --socket PATH      the daemon's control socket (default: TRINE_SOCKET, else DEFAULT)
+  --no-tray          no tray icon (by default one is shown where the desktop has a tray)
+  --connect          send connect at start
+  --screenshot FILE  once connected with three hops, save the window as PNG and quit
+  -h, --help         this help";
+
+/// The command line.
+struct Options {
+    socket: PathBuf,
+    tray: bool,
+    connect: bool,
+    screenshot: Option<PathBuf>,
+}
+
+/// Parses the arguments after the program name; `Ok(None)` for help.
+fn parse(args: &[String]) -> Result<Option<Options>, String> {
+    let mut options = Options {
+        socket: std::env::var_os("TRINE_SOCKET").map_or_else(
+            || PathBuf::from(trine_client::config::DEFAULT_SOCKET),
+            PathBuf::from,
+        ),
+        tray: true,
+        connect: false,
+        screenshot: None,
     };
-    if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!(
-            "trine-gui [--socket PATH] [--connect] [--screenshot FILE]\n\
-             The Trine desktop app; talks to the daemon at --socket, TRINE_SOCKET or {}.",
-            trine_client::config::DEFAULT_SOCKET
-        );
-        return std::process::ExitCode::SUCCESS;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        let mut value = || {
+            args.next()
+                .map(PathBuf::from)
+                .ok_or_else(|| format!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(None),
+            "--socket" => options.socket = value()?,
+            "--screenshot" => options.screenshot = Some(value()?),
+            "--no-tray" => options.tray = false,
+            "--connect" => options.connect = true,
+            other => return Err(format!("unknown argument `{other}`")),
+        }
     }
-    let socket = value("--socket")
-        .or_else(|| std::env::var("TRINE_SOCKET").ok())
-        .unwrap_or_else(|| trine_client::config::DEFAULT_SOCKET.to_string());
-    let mut connect = args.iter().any(|a| a == "--connect");
-    let screenshot = value("--screenshot").map(PathBuf::from);
+    Ok(Some(options))
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let usage = USAGE.replace("DEFAULT", trine_client::config::DEFAULT_SOCKET);
+    let options = match parse(&args) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            println!("{usage}");
+            return std::process::ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("trine-gui: {error}\n\n{usage}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let mut connect = options.connect;
+    let mut want_tray = options.tray;
+    let screenshot = options.screenshot;
     let progress = Arc::new(AtomicU8::new(0));
     let outcome = progress.clone();
-    let mut app = trine_gui::Gui::new(PathBuf::from(socket));
+    let mut app = trine_gui::Gui::new(options.socket);
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("Trine")
@@ -58,6 +108,13 @@ fn main() -> std::process::ExitCode {
                 .inner_margin(16.0)
                 .show(ui, |ui| app.ui(ui));
         });
+        if std::mem::take(&mut want_tray) {
+            let ctx = ui.ctx().clone();
+            match trine_gui::tray::spawn(move || ctx.request_repaint()) {
+                Ok(tray) => app.attach_tray(tray),
+                Err(error) => eprintln!("trine-gui: no tray icon ({error}); the window is the app"),
+            }
+        }
         if connect && app.status().is_some() {
             connect = false;
             app.send(Request::Connect);

@@ -3,130 +3,19 @@
 //! socket and records every request it gets.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixListener;
+mod common;
+
 use std::path::PathBuf;
+use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::fake_daemon;
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
-use trine_client::control::{self, Hop, Request, Response, State, Status};
+use trine_client::control::Request;
 use trine_gui::Gui;
-
-/// What the fake daemon holds: its status and every request seen.
-#[derive(Default)]
-struct Fake {
-    status: Option<Status>,
-    requests: Vec<Request>,
-    /// The answer to `connect` (default ok).
-    connect_error: Option<String>,
-    /// Open connections, to close when the daemon "stops".
-    connections: Vec<std::os::unix::net::UnixStream>,
-}
-
-fn status(state: State) -> Status {
-    Status {
-        state,
-        lockdown: false,
-        hops: Vec::new(),
-        exit_address: None,
-        standby_ready: false,
-        connected_since: None,
-        bytes_up: 0,
-        bytes_down: 0,
-        last_error: None,
-    }
-}
-
-fn three_hops() -> Vec<Hop> {
-    ["guard", "middle", "exit"]
-        .iter()
-        .zip(["relay4", "relay6", "exit2"])
-        .enumerate()
-        .map(|(i, (position, nickname))| Hop {
-            position: position.to_string(),
-            nickname: nickname.to_string(),
-            fingerprint: format!("{i}").repeat(64),
-            address: format!("198.18.0.{}:9443", 24 + i),
-        })
-        .collect()
-}
-
-/// Serves the control protocol on a fresh socket; the daemon's behaviour
-/// on `connect`: the status goes to connecting, and after one more status
-/// request to connected with three hops.
-fn fake_daemon(name: &str) -> (PathBuf, Arc<Mutex<Fake>>) {
-    let path = std::env::temp_dir().join(format!("trine-gui-{name}-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).unwrap();
-    let fake = Arc::new(Mutex::new(Fake {
-        status: Some(status(State::Disconnected)),
-        ..Fake::default()
-    }));
-    let shared = fake.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { return };
-            let fake = shared.clone();
-            fake.lock()
-                .unwrap()
-                .connections
-                .push(stream.try_clone().unwrap());
-            std::thread::spawn(move || {
-                let mut writer = stream.try_clone().unwrap();
-                for line in BufReader::new(stream).lines() {
-                    let Ok(line) = line else { return };
-                    let request: Request = control::decode(&line).unwrap();
-                    let response = answer(&mut fake.lock().unwrap(), request);
-                    let mut out = control::encode(&response);
-                    out.push('\n');
-                    if writer.write_all(out.as_bytes()).is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (path, fake)
-}
-
-fn answer(fake: &mut Fake, request: Request) -> Response {
-    fake.requests.push(request.clone());
-    let current = fake.status.clone().unwrap();
-    match request {
-        Request::Status => {
-            // A connecting tunnel is connected by the next status request.
-            if current.state == State::Connecting && fake.requests.len() > 3 {
-                fake.status = Some(Status {
-                    hops: three_hops(),
-                    exit_address: Some("198.18.0.32".to_string()),
-                    standby_ready: true,
-                    ..status(State::Connected)
-                });
-            }
-            Response::Status(current)
-        }
-        Request::Connect => match fake.connect_error.clone() {
-            Some(message) => Response::Error { message },
-            None => {
-                fake.status = Some(status(State::Connecting));
-                Response::Ok
-            }
-        },
-        Request::Disconnect => {
-            fake.status = Some(status(State::Disconnected));
-            Response::Ok
-        }
-        Request::Lockdown { on } => {
-            let mut next = current;
-            next.lockdown = on;
-            fake.status = Some(next);
-            Response::Ok
-        }
-        _ => Response::Ok,
-    }
-}
+use trine_gui::tray::{TrayAction, TrayLink, TrayView};
 
 fn harness(socket: PathBuf) -> Harness<'static, Gui> {
     Harness::new_ui_state(|ui, gui: &mut Gui| gui.ui(ui), Gui::new(socket))
@@ -225,4 +114,97 @@ fn the_daemon_going_away_shows_the_not_running_screen() {
         let _ = connection.shutdown(std::net::Shutdown::Both);
     }
     wait_for_label(&mut harness, "The Trine daemon is not running");
+}
+
+#[test]
+fn the_tray_menu_drives_the_daemon_and_the_tray_follows_the_state() {
+    let (socket, fake) = fake_daemon("tray");
+    let (actions, picked) = channel();
+    let shown: Arc<Mutex<Vec<TrayView>>> = Arc::default();
+    let published = shown.clone();
+    let mut gui = Gui::new(socket);
+    gui.attach_tray(TrayLink::new(
+        picked,
+        Box::new(move |view: &TrayView| published.lock().unwrap().push(view.clone())),
+    ));
+    let mut harness = Harness::new_ui_state(|ui, gui: &mut Gui| gui.ui(ui), gui);
+    wait_for_label(&mut harness, "Disconnected");
+    harness.step();
+    let last = || shown.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last().headline, "Disconnected");
+    assert_eq!(last().toggle, Some(TrayAction::Connect));
+    assert!(!last().new_circuit);
+
+    actions.send(TrayAction::Connect).unwrap();
+    wait_for_label(&mut harness, "Connected");
+    harness.step();
+    assert!(fake.lock().unwrap().requests.contains(&Request::Connect));
+    let view = last();
+    assert_eq!(view.headline, "Connected");
+    assert_eq!(view.detail, "Exit address 198.18.0.32");
+    assert_eq!(view.toggle, Some(TrayAction::Disconnect));
+    assert!(view.new_circuit && !view.attention);
+    // Each change is published once, not every frame.
+    let views = shown.lock().unwrap().clone();
+    assert!(views.windows(2).all(|pair| pair[0] != pair[1]), "{views:?}");
+
+    actions.send(TrayAction::NewCircuit).unwrap();
+    actions.send(TrayAction::Disconnect).unwrap();
+    wait_for_label(&mut harness, "Disconnected");
+    let requests = fake.lock().unwrap().requests.clone();
+    let acted: Vec<&Request> = requests
+        .iter()
+        .filter(|r| !matches!(r, Request::Status))
+        .collect();
+    assert_eq!(
+        acted,
+        [
+            &Request::Connect,
+            &Request::NewCircuit,
+            &Request::Disconnect
+        ]
+    );
+}
+
+#[test]
+fn settings_are_checked_as_typed_and_saved_through_the_daemon() {
+    let (socket, fake) = fake_daemon("settings");
+    let mut harness = harness(socket);
+    wait_for_label(&mut harness, "Disconnected");
+    harness.get_by_label("Settings").click();
+    wait_for_label(&mut harness, "Tunnel device");
+    harness
+        .get_by_label("MTU")
+        .set_text_value_accesskit("99999");
+    wait_for_label(&mut harness, "The MTU must be a whole number");
+    harness.get_by_label("MTU").set_text_value_accesskit("576");
+    wait_for_label(&mut harness, "The MTU must be between 1280");
+    harness.get_by_label("Save settings").click();
+    harness.step();
+    let changes = |fake: &Mutex<common::Fake>| {
+        fake.lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|r| matches!(r, Request::ChangeSettings { .. }))
+            .count()
+    };
+    assert_eq!(changes(&fake), 0, "an invalid MTU was sent");
+
+    harness.get_by_label("MTU").set_text_value_accesskit("1400");
+    harness.step();
+    assert!(harness.query_by_label_contains("The MTU must").is_none());
+    harness.get_by_label("Save settings").click();
+    wait_for_label(&mut harness, "Saved.");
+    assert!(
+        fake.lock()
+            .unwrap()
+            .requests
+            .contains(&Request::ChangeSettings {
+                mtu: Some(1400),
+                ipv6: Some(true),
+                dns: Some(trine_client::config::DnsMode::Auto),
+            })
+    );
+    assert_eq!(fake.lock().unwrap().settings.as_ref().unwrap().mtu, 1400);
 }

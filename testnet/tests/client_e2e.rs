@@ -271,6 +271,35 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
         before,
         "lockdown off left the namespace changed"
     );
+
+    // A settings change: refused with the reason when out of range; kept
+    // and used from the next `up`.
+    let out = net.trine(&["settings", "set", "--mtu", "576"]);
+    assert!(!out.status.success(), "an MTU of 576 was accepted");
+    let refusal = String::from_utf8_lossy(&out.stderr);
+    assert!(refusal.contains("must be between 1280"), "{refusal}");
+    let links = |net: &TrineNet| {
+        String::from_utf8_lossy(&net.exec("client", &["ip", "-o", "link"]).stdout).into_owned()
+    };
+    assert!(!links(&net).contains("mtu 1400"));
+    for args in [
+        &["settings", "set", "--mtu", "1400"][..],
+        &["up", "--timeout", "60"],
+    ] {
+        let out = net.trine(args);
+        assert!(
+            out.status.success(),
+            "trine {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert!(
+        links(&net).contains("mtu 1400"),
+        "the tunnel did not take the new MTU: {}",
+        links(&net)
+    );
+    assert!(net.trine(&["down"]).status.success());
+
     assert!(
         net.stop("client", Duration::from_secs(10)),
         "the daemon ignored SIGTERM"

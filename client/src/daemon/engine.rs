@@ -30,7 +30,7 @@ use tun_rs::AsyncDevice;
 use super::link::{self, CircuitIo, CircuitLink};
 use super::planner::{Chosen, Planner};
 use super::system;
-use crate::config::{Config, DnsMode};
+use crate::config::{Config, DnsMode, Overrides};
 use crate::control::{Request, Response, Settings, State, Status};
 
 /// Circuits kept while up: the active one and a standby.
@@ -70,7 +70,13 @@ pub type Fetched = Result<VerifiedConsensus, String>;
 
 /// The daemon's state.
 pub struct Engine {
+    /// What the tunnel runs with: the file's settings with the user's
+    /// overrides, as of the last connect.
     config: Config,
+    /// The configuration file's settings.
+    file_config: Config,
+    /// Settings the user changed (kept in the state directory).
+    overrides: Overrides,
     endpoint: Endpoint,
     planner: Planner,
     lockdown: bool,
@@ -119,7 +125,13 @@ fn unix_now() -> u64 {
 
 impl Engine {
     /// A disconnected engine (the kill switch as `lockdown` says).
-    pub fn new(config: Config, endpoint: Endpoint, lockdown: bool) -> (Self, Inputs) {
+    pub fn new(
+        file_config: Config,
+        overrides: Overrides,
+        endpoint: Endpoint,
+        lockdown: bool,
+    ) -> (Self, Inputs) {
+        let config = file_config.with(&overrides);
         let (io_tx, io) = mpsc::channel(4096);
         let (tun_tx, tun) = mpsc::channel(1024);
         let (fetch_tx, fetched) = mpsc::channel(4);
@@ -127,6 +139,8 @@ impl Engine {
         let now = Instant::now();
         let engine = Self {
             config,
+            file_config,
+            overrides,
             endpoint,
             planner,
             lockdown,
@@ -191,13 +205,40 @@ impl Engine {
             },
             Request::Lockdown { on } => self.set_lockdown(on),
             Request::Settings => Response::Settings(self.settings()),
+            Request::ChangeSettings { mtu, ipv6, dns } => {
+                self.change_settings(&Overrides { mtu, ipv6, dns })
+            }
         }
+    }
+
+    /// Checks and keeps a settings change; it applies now if the tunnel
+    /// is down, otherwise from the next connect (the running tunnel, its
+    /// resolver and firewall stay as they were set up).
+    fn change_settings(&mut self, change: &Overrides) -> Response {
+        if let Err(problem) = change.check() {
+            return error_response(problem);
+        }
+        let mut kept = self.overrides.clone();
+        kept.merge(change);
+        if let Err(problem) = kept.save(&self.config.state_dir) {
+            return error_response(format!(
+                "cannot keep the settings in {}: {problem}",
+                self.config.state_dir.display()
+            ));
+        }
+        tracing::info!(?kept, "settings changed");
+        self.overrides = kept;
+        if !self.want_up {
+            self.config = self.file_config.with(&self.overrides);
+        }
+        Response::Ok
     }
 
     fn connect(&mut self) -> Response {
         if self.want_up {
             return Response::Ok;
         }
+        self.config = self.file_config.with(&self.overrides);
         self.want_up = true;
         self.ever_connected = false;
         self.connected_since = None;
@@ -303,6 +344,12 @@ impl Engine {
                 }
                 DnsMode::Resolved => "systemd-resolved (resolvectl)".to_string(),
                 DnsMode::Auto | DnsMode::Off => "off".to_string(),
+            },
+            dns_mode: self.config.dns_mode,
+            pending: {
+                let next = self.file_config.with(&self.overrides);
+                (next.mtu, next.ipv6, next.dns_mode)
+                    != (self.config.mtu, self.config.ipv6, self.config.dns_mode)
             },
             lockdown: self.lockdown,
             authorities: self

@@ -19,7 +19,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 use trine_link::{Endpoint, LinkConfig};
 
-use crate::config::Config;
+use crate::config::{Config, Overrides};
 use crate::control::{self, MAX_LINE, Request, Response};
 use crate::os::{TRINE_FWMARK, marked_udp_socket};
 use engine::Engine;
@@ -39,6 +39,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     system::check_tools()?;
     trine_node::keyfile::create_private_dir(&config.state_dir)
         .with_context(|| format!("cannot create {}", config.state_dir.display()))?;
+    let overrides = Overrides::load(&config.state_dir).unwrap_or_else(|error| {
+        tracing::warn!(%error, "ignoring the kept settings changes");
+        Overrides::default()
+    });
     let lockdown = match std::fs::read_to_string(config.state_dir.join("lockdown")) {
         Ok(saved) => saved.trim() == "on",
         Err(_) => config.lockdown,
@@ -47,11 +51,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // the clean-up below would strip its protection.
     let listener = bind_control(&config)?;
     // Whatever a crashed run left: resolver backup, routes, firewall.
-    system::down(&config, lockdown);
+    system::down(&config.with(&overrides), lockdown);
 
     let endpoint = marked_endpoint()?;
     let autoconnect = config.autoconnect;
-    let (mut engine, mut inputs) = Engine::new(config.clone(), endpoint, lockdown);
+    let (mut engine, mut inputs) = Engine::new(config.clone(), overrides, endpoint, lockdown);
     let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(64);
     tokio::spawn(serve_control(listener, control_tx));
     tracing::info!(socket = %config.socket.display(), lockdown, "trine daemon ready");
