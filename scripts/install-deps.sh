@@ -5,13 +5,14 @@
 #   build-essential, pkg-config: ring and libfuzzer-sys build C code
 #   iproute2 (ip, tc), nftables (nft): namespaces, routes, firewalls
 #   iputils-ping: the end-to-end tests ping through the tunnel
+#   iptables: the test network's link delay and loss (NFQUEUE, statistic)
 #   xvfb, xauth, libgl1-mesa-dri, libgl1, libegl1: the desktop app's
 #     end-to-end run on a virtual display with software OpenGL
 #   dbus-daemon: the tray icon's test runs a private session bus
 # With the argument `bench`, also what `make bench-net` measures with:
 #   iperf3
 set -euo pipefail
-packages=(build-essential pkg-config ca-certificates iproute2 nftables iputils-ping
+packages=(build-essential pkg-config ca-certificates iproute2 nftables iputils-ping iptables
     xvfb xauth libgl1-mesa-dri libgl1 libegl1 dbus-daemon)
 if [ "${1:-}" = bench ]; then
     packages+=(iperf3)

@@ -11,6 +11,7 @@
 //! Test support: failures panic with the command and its stderr.
 #![allow(clippy::panic)]
 
+pub mod links;
 pub mod session;
 pub mod trine;
 pub mod web;

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use trine_testnet::links::LinkShape;
 use trine_testnet::trine::{Binaries, Shape};
 use trine_testnet::{session, web};
 
@@ -40,22 +41,38 @@ struct ShapeArgs {
     /// Exit relays.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=9))]
     exits: u8,
+    #[command(flatten)]
+    links: LinkArgs,
+}
+
+/// Delay, loss and rate on every link.
+#[derive(clap::Args, Clone, Copy)]
+struct LinkArgs {
     /// Limit every node's link to this many Mbit/s each way (tbf).
     #[arg(long)]
     rate: Option<u32>,
-    /// Added one-way delay per link, ms (not available yet).
+    /// Delay what every node receives by this many ms (a userspace
+    /// NFQUEUE helper in each namespace; this kernel has no netem).
     #[arg(long)]
     delay: Option<u32>,
-    /// Packet loss per link, percent (not available yet).
+    /// Drop this percentage of what every node receives (iptables).
     #[arg(long)]
     loss: Option<f32>,
 }
 
+impl LinkArgs {
+    fn shape(self) -> Result<LinkShape, String> {
+        trine_testnet::links::check(self.delay, self.loss)?;
+        Ok(LinkShape {
+            rate_mbit: self.rate,
+            delay_ms: self.delay,
+            loss_pct: self.loss,
+        })
+    }
+}
+
 impl ShapeArgs {
     fn options(self) -> Result<session::UpOptions, String> {
-        if self.delay.is_some() || self.loss.is_some() {
-            return Err("--delay and --loss are not available yet: this kernel has no netem and the userspace delay helper is not written; only --rate works".to_string());
-        }
         if self.threshold > self.authorities {
             return Err(format!(
                 "--threshold {} is more than the {} authorities",
@@ -70,7 +87,7 @@ impl ShapeArgs {
                 exits: self.exits.into(),
                 interval_secs: 10,
             },
-            rate_mbit: self.rate,
+            links: self.links.shape()?,
         })
     }
 }
@@ -115,9 +132,15 @@ enum Command {
     /// web host directly, then through Trine (iperf3, ping, 1 KiB time to
     /// first byte). WireGuard and Tor columns are not written yet.
     BenchNet {
-        /// Limit every link to this many Mbit/s (tbf).
+        #[command(flatten)]
+        links: LinkArgs,
+    },
+    /// Hold every packet of NFQUEUE 0 in this namespace for MS ms (run
+    /// by `up --delay` in each node's namespace).
+    LinkDelay {
+        /// The delay, ms.
         #[arg(long)]
-        rate: Option<u32>,
+        ms: u32,
     },
     /// Benchmark the client on a fresh network (then removed): `trine up`
     /// to first byte, and failover after killing each hop position.
@@ -191,9 +214,12 @@ fn main() -> ExitCode {
         Command::Kill { node } => report(session::kill(&dir, &node)),
         Command::Start { node } => report(session::start(&dir, &node)),
         Command::Down => report(session::down(&dir)),
-        Command::BenchNet { rate } => report(
-            session::bench_net(&dir, binaries(), rate).map(|table| print!("{table}")),
-        ),
+        Command::BenchNet { links } => report(links.shape().and_then(|links| {
+            session::bench_net(&dir, binaries(), links).map(|table| print!("{table}"))
+        })),
+        Command::LinkDelay { ms } => report(trine_testnet::links::run_delay(
+            Duration::from_millis(ms.into()),
+        )),
         Command::BenchClient { rounds } => report(
             session::bench_client(&dir, binaries(), rounds.max(1)).map(|table| print!("{table}")),
         ),

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::links::LinkShape;
 use crate::sh;
 use crate::trine::{Binaries, CLIENT, Naming, SavedNode, Shape, TrineNet, WEB_NAME};
 
@@ -77,8 +78,8 @@ fn preflight(binaries: &Binaries) -> Result<(), String> {
 pub struct UpOptions {
     /// The network's shape.
     pub shape: Shape,
-    /// Link rate limit, Mbit/s.
-    pub rate_mbit: Option<u32>,
+    /// Rate, delay and loss on every link.
+    pub links: LinkShape,
 }
 
 /// Builds the `trn-*` network in `dir` and starts its client daemon (not
@@ -88,13 +89,11 @@ fn build(
     dir: &Path,
     shape: Shape,
     binaries: Binaries,
-    rate_mbit: Option<u32>,
+    links: LinkShape,
 ) -> Result<TrineNet, String> {
     let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut net = TrineNet::start(Naming::Tagged(TAG), shape, binaries, dir);
-        if let Some(mbit) = rate_mbit {
-            net.limit_rate(mbit);
-        }
+        net.shape_links(links);
         net.start_client();
         net
     }));
@@ -111,7 +110,7 @@ pub fn up(dir: &Path, binaries: Binaries, options: UpOptions) -> Result<Saved, S
     down(dir)?;
     let started = Instant::now();
     let shape = options.shape;
-    let net = build(dir, shape, binaries, options.rate_mbit)?;
+    let net = build(dir, shape, binaries, options.links)?;
     let out = net.trine(&["up", "--timeout", "180"]);
     if !out.status.success() {
         let message = format!(
@@ -368,7 +367,7 @@ pub fn bench_client(dir: &Path, binaries: Binaries, rounds: usize) -> Result<Str
         exits: 3,
         ..Shape::default()
     };
-    let mut net = build(dir, shape, binaries, None)?;
+    let mut net = build(dir, shape, binaries, LinkShape::default())?;
     let result = bench_rounds(&mut net, rounds);
     drop(net);
     down(dir)?;
@@ -481,14 +480,14 @@ struct NetFigures {
 /// circuit: iperf3 single-flow and 4-flow throughput (10 s), ping RTT
 /// (200, median and p99) and 1 KiB time to first byte (20, median and
 /// p90). Returns the table.
-pub fn bench_net(dir: &Path, binaries: Binaries, rate_mbit: Option<u32>) -> Result<String, String> {
+pub fn bench_net(dir: &Path, binaries: Binaries, links: LinkShape) -> Result<String, String> {
     preflight(&binaries)?;
     if Command::new("iperf3").arg("-v").output().is_err() {
         return Err("`iperf3` is missing: scripts/install-deps.sh bench".to_string());
     }
     down(dir)?;
     let started = Instant::now();
-    let net = build(dir, Shape::default(), binaries, rate_mbit)?;
+    let net = build(dir, Shape::default(), binaries, links)?;
     let result = bench_net_rounds(&net, started);
     drop(net);
     down(dir)?;
@@ -606,7 +605,7 @@ fn measure(net: &TrineNet, web: &str) -> Result<NetFigures, String> {
     };
     let single = iperf("1")?;
     let four = iperf("4")?;
-    let out = net.exec("client", &["ping", "-c", "200", "-i", "0.01", web]);
+    let out = net.exec("client", &["ping", "-U", "-c", "200", "-i", "0.01", web]);
     let mut rtts: Vec<f64> = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split("time=").nth(1)?.split(' ').next()?.parse().ok())

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::links::LinkShape;
 use crate::{Network, Node, must};
 
 /// The web host's address ("the internet").
@@ -774,20 +775,10 @@ impl TrineNet {
             .collect()
     }
 
-    /// Limits every node's link to `mbit` megabits per second each way
-    /// (a token bucket on both ends of its veth pair).
-    pub fn limit_rate(&self, mbit: u32) {
-        let rate = format!("{mbit}mbit");
-        let hub = self.network.ns(crate::HUB);
+    /// Shapes every node's link (see [`crate::links`]).
+    pub fn shape_links(&mut self, links: LinkShape) {
         for node in &self.nodes {
-            let ns = self.network.ns(&node.role);
-            let port = self.network.hub_port(&node.role);
-            for (namespace, device) in [(ns.as_str(), "eth0"), (hub.as_str(), port.as_str())] {
-                must(&[
-                    "ip", "netns", "exec", namespace, "tc", "qdisc", "replace", "dev", device,
-                    "root", "tbf", "rate", &rate, "burst", "64kb", "latency", "50ms",
-                ]);
-            }
+            crate::links::shape(&mut self.network, &node.role, links, &self.binaries.testnet);
         }
     }
 }
