@@ -45,10 +45,10 @@ testnet-up: deps ## Bring a test network up and leave it running (root; see docs
 	$(CARGO) build --workspace --bins
 	$(CARGO) run -q -p trine-testnet --bin trine-testnet -- up
 
-bench-net: ## Side by side in namespaces (root): direct vs Trine's 3 hops (iperf3, ping, 1 KiB TTFB); release builds
+bench-net: ## Side by side in namespaces (root): direct, WireGuard 1 hop and 3 nested, Trine 3 hops; release builds; BENCH_ARGS="--delay 5" shapes links
 	scripts/install-deps.sh bench
 	$(CARGO) build --release --workspace --bins
-	$(CARGO) run -q --release -p trine-testnet --bin trine-testnet -- bench-net
+	$(CARGO) run -q --release -p trine-testnet --bin trine-testnet -- bench-net $(BENCH_ARGS)
 
 gui: ## Build and start the desktop app (needs a display; talks to the daemon at TRINE_SOCKET or /run/trine/control.sock)
 	$(CARGO) run -p trine-gui --bin trine-gui

@@ -10,12 +10,12 @@
 #     end-to-end run on a virtual display with software OpenGL
 #   dbus-daemon: the tray icon's test runs a private session bus
 # With the argument `bench`, also what `make bench-net` measures with:
-#   iperf3
+#   iperf3, and wireguard-go + wireguard-tools (the WireGuard baselines)
 set -euo pipefail
 packages=(build-essential pkg-config ca-certificates iproute2 nftables iputils-ping iptables
     xvfb xauth libgl1-mesa-dri libgl1 libegl1 dbus-daemon)
 if [ "${1:-}" = bench ]; then
-    packages+=(iperf3)
+    packages+=(iperf3 wireguard-go wireguard-tools)
 fi
 missing=()
 for package in "${packages[@]}"; do

@@ -15,6 +15,7 @@ pub mod links;
 pub mod session;
 pub mod trine;
 pub mod web;
+pub mod wireguard;
 
 use std::path::Path;
 use std::process::{Child, Command, Output};

@@ -129,8 +129,9 @@ enum Command {
     /// if the web host saw the exit's address.
     Demo(ShapeArgs),
     /// Side by side on a fresh network (then removed): the client to the
-    /// web host directly, then through Trine (iperf3, ping, 1 KiB time to
-    /// first byte). WireGuard and Tor columns are not written yet.
+    /// web host directly, through userspace WireGuard (one hop, three
+    /// nested), then through Trine (iperf3, ping, 1 KiB time to first
+    /// byte, set-up to first byte).
     BenchNet {
         #[command(flatten)]
         links: LinkArgs,

@@ -476,8 +476,9 @@ struct NetFigures {
 }
 
 /// `bench-net`: on one fresh network, the client talking to the web host
-/// directly (a host route, no tunnel) and then through Trine's 3-hop
-/// circuit: iperf3 single-flow and 4-flow throughput (10 s), ping RTT
+/// directly (a host route, no tunnel), through userspace WireGuard (one
+/// hop, then three nested; see [`crate::wireguard`]) and then through
+/// Trine's 3-hop circuit: iperf3 single-flow and 4-flow throughput (10 s), ping RTT
 /// (200, median and p99) and 1 KiB time to first byte (20, median and
 /// p90). Returns the table.
 pub fn bench_net(dir: &Path, binaries: Binaries, links: LinkShape) -> Result<String, String> {
@@ -485,6 +486,7 @@ pub fn bench_net(dir: &Path, binaries: Binaries, links: LinkShape) -> Result<Str
     if Command::new("iperf3").arg("-v").output().is_err() {
         return Err("`iperf3` is missing: scripts/install-deps.sh bench".to_string());
     }
+    crate::wireguard::available()?;
     down(dir)?;
     let started = Instant::now();
     let net = build(dir, Shape::default(), binaries, links)?;
@@ -518,9 +520,29 @@ fn bench_net_rounds(net: &TrineNet, started: Instant) -> Result<String, String> 
         return Err(format!("route: {}", String::from_utf8_lossy(&out.stderr)));
     }
     std::thread::sleep(Duration::from_millis(300)); // the iperf3 server binding
-    let direct = measure(net, &web)?;
+    let mut columns: Vec<(&str, NetFigures, Option<Duration>)> = Vec::new();
+    columns.push(("Direct (no tunnel)", measure(net, &web)?, None));
     let _ = net.exec("client", &["ip", "route", "del", &format!("{web}/32")]);
-    // The directory has been running during the baseline: this is
+
+    // WireGuard, one hop and three nested, through relays.
+    let relays: Vec<&crate::trine::NodeInfo> = net
+        .nodes
+        .iter()
+        .filter(|n| n.kind == crate::trine::Kind::Relay)
+        .take(3)
+        .collect();
+    for (name, hops) in [
+        ("WireGuard 1 hop", &relays[..1]),
+        ("WireGuard 3 nested", &relays[..]),
+    ] {
+        let setup = Instant::now();
+        let chain = crate::wireguard::Chain::up(net, hops, &web)?;
+        let first_byte = first_byte(net, &web, setup)?;
+        columns.push((name, measure(net, &web)?, Some(first_byte)));
+        drop(chain);
+    }
+
+    // The directory has been running during the baselines: this is
     // `trine up` alone (consensus fetch and circuit builds).
     let up_started = Instant::now();
     let out = net.trine(&["up", "--timeout", "120"]);
@@ -531,50 +553,76 @@ fn bench_net_rounds(net: &TrineNet, started: Instant) -> Result<String, String> 
         ));
     }
     let connected = up_started.elapsed();
-    let trine = measure(net, &web)?;
-    let mut table =
-        "| Figure | Direct (no tunnel) | Trine 3 hops | Trine / direct |\n|---|---|---|---|\n"
-            .to_string();
-    let rows: [(&str, f64, f64); 6] = [
-        (
-            "single-flow TCP, Mbit/s (iperf3 10 s)",
-            direct.single_mbit,
-            trine.single_mbit,
-        ),
-        (
-            "4-flow TCP, Mbit/s (iperf3 -P 4, 10 s)",
-            direct.four_mbit,
-            trine.four_mbit,
-        ),
-        (
-            "ping RTT median, ms (200)",
-            direct.rtt_median_ms,
-            trine.rtt_median_ms,
-        ),
-        ("ping RTT p99, ms", direct.rtt_p99_ms, trine.rtt_p99_ms),
-        (
-            "1 KiB time to first byte median, ms (20)",
-            direct.ttfb_median_ms,
-            trine.ttfb_median_ms,
-        ),
-        (
-            "1 KiB time to first byte p90, ms",
-            direct.ttfb_p90_ms,
-            trine.ttfb_p90_ms,
-        ),
+    let first = first_byte(net, &web, up_started)?;
+    columns.push(("Trine 3 hops", measure(net, &web)?, Some(first)));
+    Ok(table(&columns)
+        + &format!(
+            "\n`trine up` to connected, the network up for {:.0} s already: {:.2} s\n",
+            (up_started - started).as_secs_f64(),
+            connected.as_secs_f64()
+        ))
+}
+
+/// The time from `since` to the first `/ip` answer through whatever
+/// route the client has to the web host.
+fn first_byte(net: &TrineNet, web: &str, since: Instant) -> Result<Duration, String> {
+    net.fetch_ip_within(web, Duration::from_secs(30))?;
+    Ok(since.elapsed())
+}
+
+/// Picks one figure.
+type Figure = fn(&NetFigures) -> f64;
+
+/// The Markdown table: one column per setup, then Trine against the
+/// first (direct) and against the one before it (nested WireGuard).
+fn table(columns: &[(&str, NetFigures, Option<Duration>)]) -> String {
+    let rows: [(&str, Figure); 6] = [
+        ("single-flow TCP, Mbit/s (iperf3 10 s)", |f| f.single_mbit),
+        ("4-flow TCP, Mbit/s (iperf3 -P 4, 10 s)", |f| f.four_mbit),
+        ("ping RTT median, ms (200)", |f| f.rtt_median_ms),
+        ("ping RTT p99, ms", |f| f.rtt_p99_ms),
+        ("1 KiB time to first byte median, ms (20)", |f| {
+            f.ttfb_median_ms
+        }),
+        ("1 KiB time to first byte p90, ms", |f| f.ttfb_p90_ms),
     ];
-    for (label, d, t) in rows {
-        table.push_str(&format!(
-            "| {label} | {d:.2} | {t:.2} | {:.2}× |\n",
-            t / d.max(1e-9)
-        ));
+    let names: Vec<&str> = columns.iter().map(|c| c.0).collect();
+    let (Some(last), Some(first)) = (columns.last(), columns.first()) else {
+        return String::new();
+    };
+    let peer = columns.len().checked_sub(2).map(|i| &columns[i]);
+    let mut out = format!(
+        "| Figure | {} | {} / {}",
+        names.join(" | "),
+        last.0,
+        first.0
+    );
+    if let Some(peer) = peer {
+        out += &format!(" | {} / {}", last.0, peer.0);
     }
-    table.push_str(&format!(
-        "\n`trine up` to connected, the network up for {:.0} s already: {:.2} s\n",
-        (up_started - started).as_secs_f64(),
-        connected.as_secs_f64()
-    ));
-    Ok(table)
+    out += " |\n|---|";
+    out += &"---|".repeat(names.len() + 1 + usize::from(peer.is_some()));
+    out += "\n";
+    for (label, value) in rows {
+        out += &format!("| {label} |");
+        for column in columns {
+            out += &format!(" {:.2} |", value(&column.1));
+        }
+        out += &format!(" {:.2}× |", value(&last.1) / value(&first.1).max(1e-9));
+        if let Some(peer) = peer {
+            out += &format!(" {:.2}× |", value(&last.1) / value(&peer.1).max(1e-9));
+        }
+        out += "\n";
+    }
+    out += "| set-up to first byte, s |";
+    for column in columns {
+        match column.2 {
+            Some(took) => out += &format!(" {:.2} |", took.as_secs_f64()),
+            None => out += " – |",
+        }
+    }
+    out += " | |\n";
+    out
 }
 
 struct KillOnDrop(std::process::Child);
