@@ -11,8 +11,10 @@
 //! Test support: failures panic with the command and its stderr.
 #![allow(clippy::panic)]
 
+pub mod bench_net;
 pub mod links;
 pub mod session;
+pub mod tor;
 pub mod trine;
 pub mod web;
 pub mod wireguard;

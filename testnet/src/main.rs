@@ -130,8 +130,9 @@ enum Command {
     Demo(ShapeArgs),
     /// Side by side on a fresh network (then removed): the client to the
     /// web host directly, through userspace WireGuard (one hop, three
-    /// nested), then through Trine (iperf3, ping, 1 KiB time to first
-    /// byte, set-up to first byte).
+    /// nested), through a private Tor network, then through Trine
+    /// (iperf3, ping, 50 MiB downloads, 1 KiB time to first byte, set-up
+    /// to first byte).
     BenchNet {
         #[command(flatten)]
         links: LinkArgs,
@@ -171,10 +172,14 @@ enum Command {
         /// Verify the `/bytes/N` pattern instead of printing the body.
         #[arg(long)]
         check: bool,
-        /// Instead, fetch N times (the URL must name an address) and print
-        /// each time to first byte in microseconds, one per line.
+        /// Instead, fetch N times and print each time to first byte in
+        /// microseconds, one per line.
         #[arg(long)]
         repeat: Option<u32>,
+        /// Go through this SOCKS5 proxy (e.g. Tor's, 127.0.0.1:9050); it
+        /// gets the host name.
+        #[arg(long)]
+        socks: Option<std::net::SocketAddr>,
     },
 }
 
@@ -216,7 +221,7 @@ fn main() -> ExitCode {
         Command::Start { node } => report(session::start(&dir, &node)),
         Command::Down => report(session::down(&dir)),
         Command::BenchNet { links } => report(links.shape().and_then(|links| {
-            session::bench_net(&dir, binaries(), links).map(|table| print!("{table}"))
+            trine_testnet::bench_net::bench_net(&dir, binaries(), links).map(|table| print!("{table}"))
         })),
         Command::LinkDelay { ms } => report(trine_testnet::links::run_delay(
             Duration::from_millis(ms.into()),
@@ -236,9 +241,10 @@ fn main() -> ExitCode {
             url,
             timeout,
             repeat: Some(times),
+            socks,
             ..
         } => report((0..times).try_for_each(|_| {
-            let took = web::time_to_first_byte(&url, Duration::from_secs(timeout))?;
+            let took = web::time_to_first_byte(&url, Duration::from_secs(timeout), socks)?;
             println!("{}", took.as_micros());
             Ok(())
         })),
@@ -247,13 +253,19 @@ fn main() -> ExitCode {
             timeout,
             check,
             repeat: None,
-        } => match web::fetch(&url, Duration::from_secs(timeout)) {
+            socks,
+        } => match web::fetch(&url, Duration::from_secs(timeout), socks) {
             Ok(fetched) if check && !web::is_pattern(&fetched.body) => {
                 eprintln!("trine-testnet fetch: {url}: the body is not the /bytes pattern");
                 ExitCode::FAILURE
             }
             Ok(fetched) if check => {
-                println!("ok {} bytes from {}", fetched.body.len(), fetched.address);
+                println!(
+                    "ok {} bytes from {} in {:.3} s",
+                    fetched.body.len(),
+                    fetched.from,
+                    fetched.took.as_secs_f64()
+                );
                 ExitCode::SUCCESS
             }
             Ok(fetched) => {

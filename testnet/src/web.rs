@@ -9,7 +9,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs, UdpSocket};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::trine::WEB_NAME;
 
@@ -155,42 +155,133 @@ fn parse_query(packet: &[u8]) -> Option<(String, u16, usize)> {
 pub struct Fetched {
     /// The body.
     pub body: Vec<u8>,
-    /// The address the name resolved to.
-    pub address: SocketAddr,
+    /// Where it came from: the address the name resolved to, or the
+    /// host as given to the SOCKS proxy.
+    pub from: String,
+    /// From the start of the connect to the last byte.
+    pub took: Duration,
 }
 
-/// GETs `url` (`http://host[:port]/path`), resolving `host` with the
-/// system resolver.
-pub fn fetch(url: &str, timeout: Duration) -> Result<Fetched, String> {
+/// An open request: the stream after the request was sent.
+struct Request {
+    stream: TcpStream,
+    from: String,
+    started: Instant,
+}
+
+/// Connects for `url` (`http://host[:port]/path`) and sends the GET:
+/// straight (resolving `host` with the system resolver), or through the
+/// SOCKS5 proxy `socks` (which gets the name; Tor resolves at the exit).
+fn request(url: &str, timeout: Duration, socks: Option<SocketAddr>) -> Result<Request, String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// URLs"))?;
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let with_port = if authority.contains(':') {
-        authority.to_string()
-    } else {
-        format!("{authority}:80")
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((host, port)) => (
+            host,
+            port.parse::<u16>()
+                .map_err(|_| format!("{authority}: bad port"))?,
+        ),
+        None => (authority, 80),
     };
-    let address = with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {authority}: {e}"))?
-        .find(SocketAddr::is_ipv4)
-        .ok_or_else(|| format!("{authority} has no IPv4 address"))?;
-    let mut stream = TcpStream::connect_timeout(&address, timeout)
-        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let started = Instant::now();
+    let (mut stream, from) = match socks {
+        None => {
+            let address = (host, port)
+                .to_socket_addrs()
+                .map_err(|e| format!("cannot resolve {host}: {e}"))?
+                .find(SocketAddr::is_ipv4)
+                .ok_or_else(|| format!("{host} has no IPv4 address"))?;
+            let stream = TcpStream::connect_timeout(&address, timeout)
+                .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+            (stream, address.to_string())
+        }
+        Some(proxy) => {
+            let mut stream = TcpStream::connect_timeout(&proxy, timeout)
+                .map_err(|e| format!("cannot connect to the SOCKS proxy {proxy}: {e}"))?;
+            stream
+                .set_read_timeout(Some(timeout))
+                .map_err(|e| e.to_string())?;
+            socks5_connect(&mut stream, host, port)?;
+            (stream, format!("{host}:{port} via {proxy}"))
+        }
+    };
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let host = authority.split(':').next().unwrap_or(authority);
     write!(
         stream,
         "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
     )
     .map_err(|e| format!("cannot send the request: {e}"))?;
+    Ok(Request {
+        stream,
+        from,
+        started,
+    })
+}
+
+/// The SOCKS5 handshake (no authentication) and CONNECT to `host`
+/// (an IPv4 address, or a name the proxy resolves) and `port`.
+fn socks5_connect(stream: &mut TcpStream, host: &str, port: u16) -> Result<(), String> {
+    let failed = |e: std::io::Error| format!("SOCKS handshake: {e}");
+    stream.write_all(&[5, 1, 0]).map_err(failed)?;
+    let mut chosen = [0u8; 2];
+    stream.read_exact(&mut chosen).map_err(failed)?;
+    if chosen != [5, 0] {
+        return Err(format!("the SOCKS proxy wants authentication ({chosen:?})"));
+    }
+    let mut connect = vec![5, 1, 0];
+    match host.parse::<Ipv4Addr>() {
+        Ok(ip) => {
+            connect.push(1);
+            connect.extend_from_slice(&ip.octets());
+        }
+        Err(_) => {
+            let name = u8::try_from(host.len()).map_err(|_| format!("{host}: name too long"))?;
+            connect.push(3);
+            connect.push(name);
+            connect.extend_from_slice(host.as_bytes());
+        }
+    }
+    connect.extend_from_slice(&port.to_be_bytes());
+    stream.write_all(&connect).map_err(failed)?;
+    let mut reply = [0u8; 4];
+    stream.read_exact(&mut reply).map_err(failed)?;
+    if reply[1] != 0 {
+        return Err(format!(
+            "the SOCKS proxy could not connect to {host}:{port} (reply {})",
+            reply[1]
+        ));
+    }
+    let bound = match reply[3] {
+        1 => 4 + 2,
+        4 => 16 + 2,
+        3 => {
+            let mut length = [0u8; 1];
+            stream.read_exact(&mut length).map_err(failed)?;
+            usize::from(length[0]) + 2
+        }
+        other => return Err(format!("SOCKS reply with address type {other}")),
+    };
+    let mut skip = vec![0u8; bound];
+    stream.read_exact(&mut skip).map_err(failed)
+}
+
+/// GETs `url` (`http://host[:port]/path`), straight or through the SOCKS5
+/// proxy `socks`, and checks the status and length.
+pub fn fetch(url: &str, timeout: Duration, socks: Option<SocketAddr>) -> Result<Fetched, String> {
+    let Request {
+        mut stream,
+        from,
+        started,
+    } = request(url, timeout, socks)?;
     let mut response = Vec::new();
     stream
         .read_to_end(&mut response)
         .map_err(|e| format!("reading the answer: {e} (after {} bytes)", response.len()))?;
+    let took = started.elapsed();
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -209,34 +300,21 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<Fetched, String> {
             return Err(format!("got {} of {length} bytes", body.len()));
         }
     }
-    Ok(Fetched { body, address })
+    Ok(Fetched { body, from, took })
 }
 
-/// Times one GET of `url` (`http://ADDRESS[:port]/path`, no name
-/// lookup): from the start of the TCP connect to the first byte of the
-/// answer.
-pub fn time_to_first_byte(url: &str, timeout: Duration) -> Result<Duration, String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// URLs"))?;
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let address: SocketAddr = if authority.contains(':') {
-        authority.parse()
-    } else {
-        format!("{authority}:80").parse()
-    }
-    .map_err(|e| format!("{authority}: {e} (an address is needed here)"))?;
-    let started = std::time::Instant::now();
-    let mut stream = TcpStream::connect_timeout(&address, timeout)
-        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET /{path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| e.to_string())?;
+/// Times one GET of `url`, straight or through the SOCKS5 proxy `socks`:
+/// from the start of the connect to the first byte of the answer.
+pub fn time_to_first_byte(
+    url: &str,
+    timeout: Duration,
+    socks: Option<SocketAddr>,
+) -> Result<Duration, String> {
+    let Request {
+        mut stream,
+        started,
+        ..
+    } = request(url, timeout, socks)?;
     let mut first = [0u8; 1];
     stream
         .read_exact(&mut first)
