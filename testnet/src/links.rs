@@ -24,6 +24,7 @@
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,8 +74,11 @@ impl LinkShape {
 /// on both ends of its veth pair), and delay and loss on what it
 /// receives.
 /// The delay helper (`testnet`'s `link-delay`) becomes one of the
-/// network's processes. Panics, saying what failed, on a broken system.
-pub fn shape(network: &mut Network, role: &str, links: LinkShape, testnet: &Path) {
+/// network's processes, in a process group of its own (a Ctrl-C meant for
+/// the terminal must not stop the network's links), logging to
+/// `log_dir/link-delay.log`. Panics, saying what failed, on a broken
+/// system.
+pub fn shape(network: &mut Network, role: &str, links: LinkShape, testnet: &Path, log_dir: &Path) {
     let ns = network.ns(role);
     if let Some(mbit) = links.rate_mbit {
         let rate = format!("{mbit}mbit");
@@ -90,11 +94,16 @@ pub fn shape(network: &mut Network, role: &str, links: LinkShape, testnet: &Path
     if let Some(ms) = links.delay_ms {
         // The helper binds the queue before any packet is sent its way (a
         // queue nobody reads drops everything).
+        let log_path = log_dir.join("link-delay.log");
+        let log = std::fs::File::create(&log_path)
+            .unwrap_or_else(|e| panic!("{}: {e}", log_path.display()));
         let mut child = Command::new("ip")
             .args(["netns", "exec", &ns])
             .arg(testnet)
             .args(["link-delay", "--ms", &ms.to_string()])
             .stdout(Stdio::piped())
+            .stderr(log)
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the delay helper: {e}"));
         let mut line = String::new();

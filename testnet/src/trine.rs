@@ -778,7 +778,13 @@ impl TrineNet {
     /// Shapes every node's link (see [`crate::links`]).
     pub fn shape_links(&mut self, links: LinkShape) {
         for node in &self.nodes {
-            crate::links::shape(&mut self.network, &node.role, links, &self.binaries.testnet);
+            crate::links::shape(
+                &mut self.network,
+                &node.role,
+                links,
+                &self.binaries.testnet,
+                &node.dir,
+            );
         }
     }
 }

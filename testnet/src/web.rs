@@ -75,10 +75,11 @@ fn serve_http(stream: TcpStream, log: &Log) -> std::io::Result<()> {
         .and_then(|n| n.parse::<u64>().ok())
     {
         if n <= MAX_BYTES {
-            write!(
-                stream,
-                "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n"
-            )?;
+            // One write for the header (a formatted write would be several
+            // small segments, each waiting on the last under Nagle).
+            let header =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {n}\r\nConnection: close\r\n\r\n");
+            stream.write_all(header.as_bytes())?;
             let mut chunk = vec![0u8; 64 * 1024];
             let mut sent = 0u64;
             while sent < n {
@@ -96,12 +97,13 @@ fn serve_http(stream: TcpStream, log: &Log) -> std::io::Result<()> {
 }
 
 fn respond(stream: &mut TcpStream, status: &str, body: &[u8]) -> std::io::Result<()> {
-    write!(
-        stream,
+    let mut answer = format!(
         "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
-    )?;
-    stream.write_all(body)
+    )
+    .into_bytes();
+    answer.extend_from_slice(body);
+    stream.write_all(&answer)
 }
 
 fn serve_dns(socket: &UdpSocket, address: Ipv4Addr, log: &Log) {
@@ -210,11 +212,12 @@ fn request(url: &str, timeout: Duration, socks: Option<SocketAddr>) -> Result<Re
     stream
         .set_read_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    write!(
-        stream,
-        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("cannot send the request: {e}"))?;
+    // One write: a formatted write is several small segments, and Nagle
+    // would hold each until the last is acknowledged (a round trip each).
+    let get = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(get.as_bytes())
+        .map_err(|e| format!("cannot send the request: {e}"))?;
     Ok(Request {
         stream,
         from,

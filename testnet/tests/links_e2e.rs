@@ -46,7 +46,7 @@ fn delay_and_loss_act_on_what_each_node_sends() {
         ..LinkShape::default()
     };
     for role in ["a", "b"] {
-        links::shape(&mut network, role, delayed, testnet);
+        links::shape(&mut network, role, delayed, testnet, &std::env::temp_dir());
     }
     // -U: time on arrival in ping itself; the kernel's receive timestamp
     // is taken before the queue, so it would hide the last hop's delay.
@@ -98,7 +98,7 @@ fn delay_and_loss_act_on_what_each_node_sends() {
         loss_pct: Some(50.0),
         ..LinkShape::default()
     };
-    links::shape(&mut network, "b", lossy, testnet);
+    links::shape(&mut network, "b", lossy, testnet, &std::env::temp_dir());
     let out = network.exec(
         "a",
         &["ping", "-c", "100", "-i", "0.01", "-W", "1", "198.18.0.3"],
