@@ -41,6 +41,10 @@ struct ShapeArgs {
     /// Exit relays.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=9))]
     exits: u8,
+    /// The directory's consensus interval, seconds (a test network
+    /// setting; the first consensus waits for the first period).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(4..=3600))]
+    interval: u64,
     #[command(flatten)]
     links: LinkArgs,
 }
@@ -85,7 +89,7 @@ impl ShapeArgs {
                 threshold: self.threshold.into(),
                 relays: self.relays.into(),
                 exits: self.exits.into(),
-                interval_secs: 10,
+                interval_secs: self.interval,
             },
             links: self.links.shape()?,
         })

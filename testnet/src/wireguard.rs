@@ -12,6 +12,7 @@
 //! with them) and removes the relays' NAT tables.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,7 +33,18 @@ pub struct Chain<'a> {
 
 impl Drop for Chain<'_> {
     fn drop(&mut self) {
+        // SIGTERM first: wireguard-go then removes its control socket
+        // (shared across namespaces) and its interface.
+        for daemon in &self.daemons {
+            let _ = Command::new("kill")
+                .args(["-TERM", &daemon.id().to_string()])
+                .output();
+        }
         for daemon in &mut self.daemons {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while !matches!(daemon.try_wait(), Ok(Some(_))) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = daemon.kill();
             let _ = daemon.wait();
         }
@@ -122,7 +134,9 @@ impl<'a> Chain<'a> {
                 ("client", &client_if, &client_key),
                 (hop.name.as_str(), &relay_if, &relay_key),
             ] {
-                chain.daemons.push(chain.start_daemon(node, interface)?);
+                chain
+                    .daemons
+                    .push(chain.start_daemon(node, interface, &dir)?);
                 let key_file = dir.join(format!("{interface}.key"));
                 std::fs::write(&key_file, format!("{key}\n"))
                     .map_err(|e| format!("{}: {e}", key_file.display()))?;
@@ -246,21 +260,22 @@ impl<'a> Chain<'a> {
     }
 
     /// Starts `wireguard-go` for `interface` in `node`'s namespace and
-    /// waits for the interface.
-    fn start_daemon(&self, node: &str, interface: &str) -> Result<Child, String> {
+    /// waits for the interface; its output goes to `dir/INTERFACE.log`.
+    fn start_daemon(&self, node: &str, interface: &str, dir: &Path) -> Result<Child, String> {
+        // A control socket left by a killed run would stop it.
+        let _ = std::fs::remove_file(format!("/var/run/wireguard/{interface}.sock"));
+        let log_path = dir.join(format!("{interface}.log"));
+        let log =
+            std::fs::File::create(&log_path).map_err(|e| format!("{}: {e}", log_path.display()))?;
+        let namespace = self.net.network.ns(&self.net.node(node).role);
         let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.net.network.ns(&self.net.node(node).role),
-            ])
-            .args(["wireguard-go", "-f", interface])
+            .args(["netns", "exec", &namespace, "wireguard-go", "-f", interface])
             .env("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
             .spawn()
             .map_err(|e| format!("wireguard-go: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + Duration::from_secs(10);
         while !self
             .net
             .exec(node, &["wg", "show", interface])
@@ -268,8 +283,10 @@ impl<'a> Chain<'a> {
             .success()
         {
             if Instant::now() > deadline {
+                let said = std::fs::read_to_string(&log_path).unwrap_or_default();
                 return Err(format!(
-                    "wireguard-go did not bring up {interface} in {node}"
+                    "wireguard-go did not bring up {interface} in {node}: {}",
+                    said.trim()
                 ));
             }
             std::thread::sleep(Duration::from_millis(50));

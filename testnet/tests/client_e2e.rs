@@ -6,7 +6,8 @@
 //!   client's, and DNS queries reach the web host's resolver from the exit;
 //! - a 5 MiB download through the tunnel is byte-exact;
 //! - killing the exit, the middle and the guard of the active circuit (one
-//!   at a time) — traffic resumes within a bound;
+//!   at a time, each in the middle of a bulk download) — traffic resumes
+//!   within a bound;
 //! - all along, a counter on the hub's bridge port of the client sees
 //!   nothing leave the client but QUIC to authorities and to the guards it
 //!   used (no plaintext, no DNS, no IPv6);
@@ -195,15 +196,34 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    // Failover: kill each position of the active circuit in turn.
+    // Failover: kill each position of the active circuit in turn, in the
+    // middle of a bulk download.
     for position in [2, 1, 0] {
         let victim = net.client_path()[position].clone();
+        let mut transfer = std::process::Command::new("ip")
+            .args(["netns", "exec", &net.network.ns("client")])
+            .arg(&net.binaries.testnet)
+            .args(["fetch", "--timeout", "5"])
+            .arg(format!("http://{WEB}/bytes/{}", 1u64 << 30))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // The download is under way: bytes flow down the circuit.
+        let down_before = net.client_status()["bytes_down"].as_u64().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while net.client_status()["bytes_down"].as_u64().unwrap() < down_before + (1 << 20) {
+            assert!(Instant::now() < deadline, "the download did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         net.kill(&victim);
         // By address: a DNS query lost in the dead circuit would add the
         // resolver's 5 s retry to the measurement.
         let (seen, took) = fetch_ip_within(&net, &WEB.to_string(), Duration::from_secs(40));
         assert!(exits.contains(&seen));
         eprintln!("failover after killing position {position} ({victim}): {took:?}");
+        let _ = transfer.kill();
+        let _ = transfer.wait();
         let after = net.client_path();
         assert!(!after.contains(&victim), "still using {victim}");
         guards.insert(after[0].clone());

@@ -41,8 +41,13 @@ const BACKOFF_MIN: Duration = Duration::from_millis(500);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 /// A middle or exit at which a build failed is avoided this long.
 const SUSPECT_FOR: Duration = Duration::from_secs(120);
-/// Wait after a failed directory fetch while bootstrapping.
+/// Longest wait after a failed directory fetch while bootstrapping; the
+/// first retries come sooner (a network whose authorities are about to
+/// publish their first consensus answers within a second or two).
 const FETCH_RETRY: Duration = Duration::from_secs(5);
+/// The first wait after a failed bootstrap fetch (doubling up to
+/// [`FETCH_RETRY`]).
+const FETCH_RETRY_FIRST: Duration = Duration::from_millis(500);
 /// Wait after a failed refresh while connected (the consensus held is
 /// still usable).
 const REFRESH_RETRY: Duration = Duration::from_secs(60);
@@ -90,6 +95,8 @@ pub struct Engine {
     retry_at: Instant,
     fetching_from_authorities: Option<bool>,
     fetch_retry_at: Instant,
+    /// Bootstrap fetches failed in a row.
+    fetch_failures: u32,
     peers: Option<Vec<SocketAddr>>,
     connected_since: Option<u64>,
     ever_connected: bool,
@@ -154,6 +161,7 @@ impl Engine {
             retry_at: now,
             fetching_from_authorities: None,
             fetch_retry_at: now,
+            fetch_failures: 0,
             peers: None,
             connected_since: None,
             ever_connected: false,
@@ -248,6 +256,7 @@ impl Engine {
         self.failures = 0;
         self.retry_at = Instant::now();
         self.fetch_retry_at = Instant::now();
+        self.fetch_failures = 0;
         self.peers = Some(self.wanted_peers());
         let peers = self.peers.clone().unwrap_or_default();
         match system::up(&self.config, &peers, self.lockdown) {
@@ -567,6 +576,7 @@ impl Engine {
         match fetched {
             Ok(consensus) => {
                 self.network_ok_at = Some(Instant::now());
+                self.fetch_failures = 0;
                 self.planner.accept(consensus);
                 // Even an unchanged answer (the mirror has nothing newer
                 // yet) paces the next ask.
@@ -580,7 +590,11 @@ impl Engine {
             Err(message) => {
                 tracing::warn!(%message, "directory fetch failed");
                 self.last_error = Some(format!("cannot fetch the directory: {message}"));
-                self.fetch_retry_at = Instant::now() + FETCH_RETRY;
+                let wait = FETCH_RETRY_FIRST
+                    .saturating_mul(1 << self.fetch_failures.min(8))
+                    .min(FETCH_RETRY);
+                self.fetch_failures += 1;
+                self.fetch_retry_at = Instant::now() + wait;
             }
         }
         self.maintain();
