@@ -14,6 +14,7 @@ use trine_directory::{
 };
 
 use crate::dist;
+use crate::error::SimError;
 use crate::network::Network;
 use crate::scenario::Scenario;
 
@@ -60,6 +61,8 @@ pub struct RunResult {
     pub days: Vec<DayResult>,
     /// Circuits per exit relay over the run.
     pub exit_counts: BTreeMap<RelayId, u64>,
+    /// Circuits per guard relay over the run.
+    pub guard_counts: BTreeMap<RelayId, u64>,
     /// At the first consensus: the adversary's share of guard-position
     /// weight.
     pub adversary_guard_share: f64,
@@ -114,10 +117,11 @@ impl Queue {
 }
 
 /// Runs Engine 1 for `scenario` with `seed`. Deterministic: the network
-/// and every client draw from their own ChaCha8 streams of the seed.
-pub fn run(scenario: &Scenario, seed: u64) -> RunResult {
+/// and every client draw from their own ChaCha8 streams of the seed. Fails
+/// only when an imported relay population cannot be read.
+pub fn run(scenario: &Scenario, seed: u64) -> Result<RunResult, SimError> {
     let mut network_rng = stream(seed, u64::MAX);
-    let mut network = Network::generate(&scenario.relays, &scenario.adversary, &mut network_rng);
+    let mut network = Network::initial(scenario, &mut network_rng)?;
     let end = START + (scenario.time.days * DAY).round() as u64;
     let mut queue = Queue {
         heap: BinaryHeap::new(),
@@ -155,7 +159,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunResult {
     let mut days = vec![DayResult::default(); day_count.max(1)];
     let mut consensus: Vec<Candidate> = Vec::new();
     let mut first = None;
-    let mut exit_counts = BTreeMap::new();
+    let mut counts = Counts::default();
     let mut events = 0;
     let config = PathConfig::default();
 
@@ -186,15 +190,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunResult {
                     continue;
                 };
                 let day = &mut days[((now - START) / 86_400) as usize];
-                build_circuit(
-                    client,
-                    &consensus,
-                    &network,
-                    &config,
-                    now,
-                    day,
-                    &mut exit_counts,
-                );
+                build_circuit(client, &consensus, &network, &config, now, day, &mut counts);
                 queue.after_exponential(now, circuit_rate, event, &mut client.rng);
             }
         }
@@ -202,16 +198,24 @@ pub fn run(scenario: &Scenario, seed: u64) -> RunResult {
 
     let (adversary_guard_share, adversary_exit_share, exit_entropy, first_relays) =
         first.unwrap_or_default();
-    RunResult {
+    Ok(RunResult {
         clients: clients.into_iter().map(|client| client.result).collect(),
         days,
-        exit_counts,
+        exit_counts: counts.exits,
+        guard_counts: counts.guards,
         adversary_guard_share,
         adversary_exit_share,
         exit_entropy,
         relays: (first_relays, consensus.len()),
         events,
-    }
+    })
+}
+
+/// Circuits per relay in the guard and exit positions.
+#[derive(Default)]
+struct Counts {
+    guards: BTreeMap<RelayId, u64>,
+    exits: BTreeMap<RelayId, u64>,
 }
 
 /// One circuit for `client` at `now` through the shipped path selection.
@@ -222,14 +226,15 @@ fn build_circuit(
     config: &PathConfig,
     now: u64,
     day: &mut DayResult,
-    exit_counts: &mut BTreeMap<RelayId, u64>,
+    counts: &mut Counts,
 ) {
     let result = &mut client.result;
     match select_path(consensus, &mut client.guards, now, &mut client.rng, config) {
         Ok(path) => {
             result.circuits += 1;
             day.circuits += 1;
-            *exit_counts.entry(path.exit).or_insert(0) += 1;
+            *counts.guards.entry(path.guard).or_insert(0) += 1;
+            *counts.exits.entry(path.exit).or_insert(0) += 1;
             let bad_guard = network.is_adversary(&path.guard);
             if bad_guard {
                 result.adversary_guard += 1;

@@ -20,6 +20,14 @@ pub enum SimError {
     /// The resolved scenario could not be written back as TOML.
     #[error("cannot write the resolved scenario: {0}")]
     Serialize(#[from] toml::ser::Error),
+    /// A relay population could not be imported from its document.
+    #[error("importing relays from {path}: {source}")]
+    Import {
+        /// The document.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: crate::import::ImportError,
+    },
     /// Reading the scenario or writing an output failed.
     #[error("{path}: {source}")]
     Io {

@@ -3,12 +3,15 @@
 //! Engine 1 (path security) runs every client's guard choice and circuits
 //! through the path selection and guard code that ships in
 //! `trine-directory`, over event-driven simulated time, and measures how
-//! often an adversary running relays sees both ends of a circuit. Same
-//! scenario and seed, same bytes out. See `docs/simulator.md`.
+//! often an adversary running relays sees both ends of a circuit. Relays
+//! are generated from distributions or imported from a Tor or Trine
+//! consensus. Same scenario and seed, same bytes out. See
+//! `docs/simulator.md`.
 
 pub mod dist;
 pub mod engine;
 pub mod error;
+pub mod import;
 pub mod network;
 pub mod output;
 pub mod scenario;

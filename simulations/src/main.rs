@@ -40,12 +40,10 @@ fn main() -> anyhow::Result<()> {
             seed,
             out,
         } => {
-            let text = std::fs::read_to_string(&scenario)
-                .with_context(|| format!("reading {}", scenario.display()))?;
-            let parsed =
-                Scenario::from_toml(&text).with_context(|| format!("in {}", scenario.display()))?;
+            let parsed = Scenario::from_file(&scenario)
+                .with_context(|| format!("in {}", scenario.display()))?;
             let started = Instant::now();
-            let result = trine_sim::run(&parsed, seed);
+            let result = trine_sim::run(&parsed, seed)?;
             let summary = output::write(&out, &parsed, seed, &result)?;
             eprintln!(
                 "{} circuits; compromised {:.4}; clients ever compromised {:.4}; guard exposure {:.4} (primary {:.4}); \

@@ -1,9 +1,10 @@
 //! The simulated relay population: honest relays generated from the
-//! scenario's distributions, the adversary's relays, and churn. Each
-//! consensus is a snapshot of it as path selection's [`Candidate`]s.
+//! scenario's distributions or imported from a consensus document, the
+//! adversary's relays, and churn. Each consensus is a snapshot of it as
+//! path selection's [`Candidate`]s.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rand::Rng;
 use rand::seq::index;
@@ -11,7 +12,9 @@ use trine_circuit::RelayId;
 use trine_directory::{Candidate, Flag, Flags};
 
 use crate::dist;
-use crate::scenario::{AdversarySpec, RelaySpec};
+use crate::error::SimError;
+use crate::import;
+use crate::scenario::{AdversarySpec, GeneratedRelays, RelaySource, Scenario};
 
 /// Every relay currently in the network, in consensus order, and which of
 /// them (ever) belong to the adversary.
@@ -20,14 +23,40 @@ pub struct Network {
     relays: Vec<Candidate>,
     adversary: HashSet<RelayId>,
     next_index: u64,
-    spec: RelaySpec,
+    /// Identities of imported relays, never given to a new relay.
+    reserved: HashSet<RelayId>,
+    joins: Joins,
+}
+
+/// How a joining honest relay is made.
+#[derive(Debug, Clone)]
+enum Joins {
+    /// Drawn from the scenario's distributions.
+    Generated(GeneratedRelays),
+    /// A copy of one of these (the imported relays), chosen uniformly.
+    Resample(Vec<Candidate>),
 }
 
 impl Network {
+    /// The network a run of `scenario` starts with: generated, or imported
+    /// from the document the scenario names (read now), with the
+    /// adversary's relays added or marked.
+    pub fn initial<R: Rng + ?Sized>(scenario: &Scenario, rng: &mut R) -> Result<Self, SimError> {
+        Ok(match &scenario.relays.source {
+            RelaySource::Generated(spec) => Self::generate(spec, &scenario.adversary, rng),
+            RelaySource::Imported(spec) => {
+                let relays = import::load(spec)?;
+                let relays = relays.into_iter().map(|imported| imported.relay).collect();
+                Self::imported(relays, &scenario.adversary, rng)
+            }
+        })
+    }
+
     /// Generates the initial honest relays and adds or marks the
-    /// adversary's.
+    /// adversary's. Added adversary relays go on /16s right after the
+    /// honest ones.
     pub fn generate<R: Rng + ?Sized>(
-        spec: &RelaySpec,
+        spec: &GeneratedRelays,
         adversary: &AdversarySpec,
         rng: &mut R,
     ) -> Self {
@@ -35,28 +64,47 @@ impl Network {
             relays: Vec::new(),
             adversary: HashSet::new(),
             next_index: 0,
-            spec: spec.clone(),
+            reserved: HashSet::new(),
+            joins: Joins::Generated(spec.clone()),
         };
         for _ in 0..spec.count {
             network.join(rng);
         }
-        network.declare_families();
-        match *adversary {
-            AdversarySpec::Added {
-                relays,
-                bandwidth,
-                guard_fraction,
-                subnets,
-            } => network.add_adversary(relays, bandwidth, guard_fraction, subnets),
-            AdversarySpec::Existing { fraction } => {
-                let total = network.relays.len();
-                // Bounded by `total`, so the cast back cannot lose anything.
-                let chosen = ((fraction * total as f64).round() as usize).min(total);
-                for position in index::sample(rng, total, chosen).into_vec() {
-                    network.adversary.insert(network.relays[position].id);
-                }
-            }
-        }
+        network.declare_families(spec.families, spec.family_size);
+        network.add_adversary(adversary, |serial| spec.subnets + serial, rng);
+        network
+    }
+
+    /// Starts from imported honest relays (kept in their order, with their
+    /// identities) and adds or marks the adversary's. Added adversary
+    /// relays go on IPv4 /16s that no imported relay uses. Joins copy a
+    /// uniformly chosen relay of `relays`.
+    pub fn imported<R: Rng + ?Sized>(
+        relays: Vec<Candidate>,
+        adversary: &AdversarySpec,
+        rng: &mut R,
+    ) -> Self {
+        let used: HashSet<u32> = relays
+            .iter()
+            .flat_map(|relay| &relay.addresses)
+            .filter_map(|address| match address.ip() {
+                IpAddr::V4(ip) => Some(u32::from(ip) >> 16),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        let free: Vec<u32> = (0..1 << 16).filter(|n| !used.contains(n)).collect();
+        let mut network = Self {
+            relays: relays.clone(),
+            adversary: HashSet::new(),
+            next_index: 0,
+            reserved: relays.iter().map(|relay| relay.id).collect(),
+            joins: Joins::Resample(relays),
+        };
+        network.add_adversary(
+            adversary,
+            |serial| free.get(serial as usize).copied().unwrap_or(serial),
+            rng,
+        );
         network
     }
 
@@ -70,20 +118,42 @@ impl Network {
         self.adversary.contains(id)
     }
 
-    /// A new honest relay with flags and bandwidth drawn like the initial
-    /// ones, on a random one of the honest /16s.
+    /// A new honest relay. Generated: flags and bandwidth drawn like the
+    /// initial ones, on a random one of the honest /16s. Imported: a copy
+    /// of a uniformly chosen imported relay (flags, weight, exit policy,
+    /// its IPv4 /16 or IPv6 /32) under a new identity and host address,
+    /// declaring no family.
     pub fn join<R: Rng + ?Sized>(&mut self, rng: &mut R) {
-        let mut flags = base_flags();
-        if rng.gen_bool(self.spec.guard_share) {
-            flags = flags.with(Flag::Guard);
-        }
-        let exit = rng.gen_bool(self.spec.exit_share);
-        if exit {
-            flags = flags.with(Flag::Exit);
-        }
-        let weight = dist::bandwidth(&self.spec.bandwidth, rng);
-        let subnet = rng.gen_range(0..self.spec.subnets);
-        self.push(flags, weight, exit, subnet);
+        let template = match &self.joins {
+            Joins::Generated(spec) => {
+                let mut flags = base_flags();
+                if rng.gen_bool(spec.guard_share) {
+                    flags = flags.with(Flag::Guard);
+                }
+                let exit = rng.gen_bool(spec.exit_share);
+                if exit {
+                    flags = flags.with(Flag::Exit);
+                }
+                let weight = dist::bandwidth(&spec.bandwidth, rng);
+                let subnet = rng.gen_range(0..spec.subnets);
+                self.push(flags, weight, exit, subnet);
+                return;
+            }
+            Joins::Resample(pool) if pool.is_empty() => return,
+            Joins::Resample(pool) => pool[rng.gen_range(0..pool.len())].clone(),
+        };
+        let (index, id) = self.fresh_id();
+        let addresses = template
+            .addresses
+            .iter()
+            .map(|address| same_subnet(*address, index))
+            .collect();
+        self.relays.push(Candidate {
+            id,
+            addresses,
+            family: Vec::new(),
+            ..template
+        });
     }
 
     /// Removes a uniformly chosen honest relay, if there is one.
@@ -101,11 +171,23 @@ impl Network {
         }
     }
 
+    /// The next serial number and the identity made from it, skipping
+    /// identities an imported relay holds.
+    fn fresh_id(&mut self) -> (u64, RelayId) {
+        loop {
+            let index = self.next_index;
+            self.next_index += 1;
+            let id = relay_id(index);
+            if !self.reserved.contains(&id) {
+                return (index, id);
+            }
+        }
+    }
+
     fn push(&mut self, flags: Flags, weight: u64, exit: bool, subnet: u32) {
-        let index = self.next_index;
-        self.next_index += 1;
+        let (index, id) = self.fresh_id();
         self.relays.push(Candidate {
-            id: relay_id(index),
+            id,
             addresses: vec![address(subnet, index)],
             family: Vec::new(),
             flags,
@@ -116,9 +198,9 @@ impl Network {
 
     /// The first `families × family_size` relays form families, each relay
     /// declaring every other member.
-    fn declare_families(&mut self) {
-        let size = self.spec.family_size as usize;
-        for family in 0..self.spec.families as usize {
+    fn declare_families(&mut self, families: u32, family_size: u32) {
+        let size = family_size as usize;
+        for family in 0..families as usize {
             let members = family * size..(family + 1) * size;
             let ids: Vec<RelayId> = self.relays[members.clone()].iter().map(|r| r.id).collect();
             for relay in &mut self.relays[members] {
@@ -127,9 +209,45 @@ impl Network {
         }
     }
 
+    /// Adds the adversary's relays (the `serial`-th of its /16s is
+    /// `subnet(serial)`) or marks a uniformly chosen share of the honest
+    /// ones.
+    fn add_adversary<R: Rng + ?Sized>(
+        &mut self,
+        adversary: &AdversarySpec,
+        subnet: impl Fn(u32) -> u32,
+        rng: &mut R,
+    ) {
+        match *adversary {
+            AdversarySpec::Added {
+                relays,
+                bandwidth,
+                guard_fraction,
+                subnets,
+            } => self.add_relays(relays, bandwidth, guard_fraction, |serial| {
+                subnet(serial % subnets.max(1))
+            }),
+            AdversarySpec::Existing { fraction } => {
+                let total = self.relays.len();
+                // Bounded by `total`, so the cast back cannot lose anything.
+                let chosen = ((fraction * total as f64).round() as usize).min(total);
+                for position in index::sample(rng, total, chosen).into_vec() {
+                    self.adversary.insert(self.relays[position].id);
+                }
+            }
+        }
+    }
+
     /// The adversary's new relays: guards (Guard only) and exits (Exit
-    /// only), the budget split evenly within each kind, on its own /16s.
-    fn add_adversary(&mut self, relays: u32, bandwidth: u64, guard_fraction: f64, subnets: u32) {
+    /// only), the budget split evenly within each kind, the `serial`-th on
+    /// /16 number `subnet(serial)`.
+    fn add_relays(
+        &mut self,
+        relays: u32,
+        bandwidth: u64,
+        guard_fraction: f64,
+        subnet: impl Fn(u32) -> u32,
+    ) {
         let mut guards = (f64::from(relays) * guard_fraction).round() as u32;
         if relays >= 2 && guard_fraction > 0.0 && guard_fraction < 1.0 {
             guards = guards.clamp(1, relays - 1);
@@ -146,7 +264,7 @@ impl Network {
         for (count, budget, flags, exit) in kinds {
             for _ in 0..count {
                 let weight = (budget / u64::from(count)).max(1);
-                let subnet = self.spec.subnets + serial % subnets;
+                let subnet = subnet(serial);
                 serial += 1;
                 self.push(flags, weight, exit, subnet);
                 if let Some(relay) = self.relays.last() {
@@ -178,4 +296,23 @@ fn address(subnet: u32, index: u64) -> SocketAddr {
     let [_, _, a, b] = subnet.to_be_bytes();
     let [.., c, d] = index.to_be_bytes();
     SocketAddr::new(IpAddr::V4(Ipv4Addr::new(a, b, c, d)), 443)
+}
+
+/// `address` with its host part (below the IPv4 /16 or IPv6 /32) taken
+/// from a relay's serial number.
+fn same_subnet(address: SocketAddr, index: u64) -> SocketAddr {
+    let ip = match address.ip() {
+        IpAddr::V4(ip) => {
+            let [a, b, ..] = ip.octets();
+            let [.., c, d] = index.to_be_bytes();
+            IpAddr::V4(Ipv4Addr::new(a, b, c, d))
+        }
+        IpAddr::V6(ip) => {
+            let mut octets = ip.octets();
+            octets[8..].copy_from_slice(&index.to_be_bytes());
+            octets[4..8].fill(0);
+            IpAddr::V6(Ipv6Addr::from(octets))
+        }
+    };
+    SocketAddr::new(ip, address.port())
 }

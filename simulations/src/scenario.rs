@@ -2,9 +2,17 @@
 //! simulates. Read from strict TOML (unknown keys are refused) and written
 //! back, resolved, next to every run's results.
 
+mod relays;
+
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::SimError;
+
+pub use relays::{
+    Bandwidth, Churn, GeneratedRelays, ImportFormat, ImportSpec, RelaySource, RelaySpec,
+};
 
 /// A whole scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -28,65 +36,6 @@ pub struct TimeSpec {
     pub days: f64,
     /// A new consensus every this many hours.
     pub consensus_hours: f64,
-}
-
-/// How the honest relays are generated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RelaySpec {
-    /// Relays at the start.
-    pub count: u32,
-    /// Probability that a relay has the Guard flag.
-    pub guard_share: f64,
-    /// Probability that a relay has the Exit flag (and a general policy).
-    pub exit_share: f64,
-    /// Number of distinct IPv4 /16 prefixes the relays are spread over.
-    pub subnets: u32,
-    /// Number of families (operators declaring several relays).
-    pub families: u32,
-    /// Relays in each family.
-    pub family_size: u32,
-    /// Bandwidth distribution (consensus weight, KB/s).
-    pub bandwidth: Bandwidth,
-    /// Relays joining and leaving.
-    pub churn: Churn,
-}
-
-/// A bandwidth distribution. Draws are rounded and at least 1.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum Bandwidth {
-    /// `exp(N(mu, sigma^2))`.
-    Lognormal {
-        /// Mean of the logarithm.
-        mu: f64,
-        /// Standard deviation of the logarithm.
-        sigma: f64,
-    },
-    /// Pareto with minimum `scale` and tail index `shape`.
-    Pareto {
-        /// The smallest value.
-        scale: f64,
-        /// The tail index (larger: lighter tail).
-        shape: f64,
-    },
-    /// Every relay the same.
-    Constant {
-        /// The value.
-        value: u64,
-    },
-}
-
-/// Relay churn, as Poisson processes. New relays draw flags and bandwidth
-/// like the initial ones; leaving relays are chosen uniformly among the
-/// honest relays.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Churn {
-    /// Relays joining per day.
-    pub join_per_day: f64,
-    /// Relays leaving per day.
-    pub leave_per_day: f64,
 }
 
 /// The clients.
@@ -115,8 +64,9 @@ pub enum AdversarySpec {
         /// Number of /16 prefixes the adversary's relays are spread over.
         subnets: u32,
     },
-    /// A uniformly chosen fraction of the initial honest relays is the
-    /// adversary's (they keep their flags and bandwidth).
+    /// A uniformly chosen fraction of the initial honest relays (generated
+    /// or imported) is the adversary's (they keep their flags and
+    /// bandwidth).
     Existing {
         /// The fraction, in [0, 1].
         fraction: f64,
@@ -125,13 +75,18 @@ pub enum AdversarySpec {
 
 /// The scenario `trine-sim example` prints, with comments.
 pub const EXAMPLE: &str = r#"# trine-sim scenario (Engine 1: path security).
-# Every key is required; unknown keys are refused.
+# Every key is required unless marked optional; unknown keys are refused.
 
 [time]
 days = 7.0              # length of the run
 consensus_hours = 1.0   # a new consensus (with churn applied) this often
 
 [relays]
+# source = "generated"  # optional, the default: draw relays as below. Or import
+#                       # a real network (then only path and [relays.churn]):
+# source = "tor"        # a Tor network-status consensus (text), or
+# source = "trine-json" # the output of `trine-dir show --json`, with
+# path = "cached-consensus"  # relative to this file's directory
 count = 500             # honest relays at the start
 guard_share = 0.4       # probability of the Guard flag
 exit_share = 0.2        # probability of the Exit flag (independent of Guard)
@@ -144,7 +99,8 @@ kind = "lognormal"      # or: kind = "pareto", scale = 100.0, shape = 1.5
 mu = 8.0                #     kind = "constant", value = 1000
 sigma = 1.2
 
-[relays.churn]          # Poisson joins and leaves of honest relays
+[relays.churn]          # Poisson joins and leaves of honest relays (imported:
+                        # a join copies a random imported relay, new identity)
 join_per_day = 5.0
 leave_per_day = 5.0
 
@@ -158,7 +114,8 @@ relays = 10
 bandwidth = 300000      # total, same unit as relays.bandwidth
 guard_fraction = 0.5    # share of budget and relays run as guards; rest exits
 subnets = 10
-# or: kind = "existing", fraction = 0.05  (that share of honest relays)
+# or: kind = "existing", fraction = 0.05  (that share of the initial honest
+#     relays, generated or imported)
 "#;
 
 impl Scenario {
@@ -166,6 +123,27 @@ impl Scenario {
     pub fn from_toml(text: &str) -> Result<Self, SimError> {
         let scenario: Self = toml::from_str(text)?;
         scenario.check()?;
+        Ok(scenario)
+    }
+
+    /// Reads and checks the scenario file at `path`, and resolves a
+    /// relative import path against the file's directory, then makes it
+    /// absolute, so the resolved scenario written next to the results
+    /// names the same file from anywhere.
+    pub fn from_file(path: &Path) -> Result<Self, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut scenario = Self::from_toml(&text)?;
+        if let RelaySource::Imported(import) = &mut scenario.relays.source {
+            let base = path.parent().unwrap_or(Path::new(""));
+            let joined = base.join(&import.path);
+            import.path = std::path::absolute(&joined).map_err(|source| SimError::Io {
+                path: joined.clone(),
+                source,
+            })?;
+        }
         Ok(scenario)
     }
 
@@ -178,30 +156,14 @@ impl Scenario {
     pub fn check(&self) -> Result<(), SimError> {
         positive("time.days", self.time.days)?;
         positive("time.consensus_hours", self.time.consensus_hours)?;
-        fraction("relays.guard_share", self.relays.guard_share)?;
-        fraction("relays.exit_share", self.relays.exit_share)?;
-        at_least_one("relays.subnets", self.relays.subnets)?;
-        if u64::from(self.relays.families) * u64::from(self.relays.family_size)
-            > u64::from(self.relays.count)
-        {
-            return invalid("relays.families", "families × family_size exceeds count");
+        if let RelaySource::Generated(generated) = &self.relays.source {
+            check_generated(generated)?;
         }
         non_negative("relays.churn.join_per_day", self.relays.churn.join_per_day)?;
         non_negative(
             "relays.churn.leave_per_day",
             self.relays.churn.leave_per_day,
         )?;
-        match self.relays.bandwidth {
-            Bandwidth::Lognormal { mu, sigma } => {
-                finite("relays.bandwidth.mu", mu)?;
-                non_negative("relays.bandwidth.sigma", sigma)?;
-            }
-            Bandwidth::Pareto { scale, shape } => {
-                positive("relays.bandwidth.scale", scale)?;
-                positive("relays.bandwidth.shape", shape)?;
-            }
-            Bandwidth::Constant { .. } => {}
-        }
         at_least_one("clients.count", self.clients.count)?;
         positive("clients.circuits_per_hour", self.clients.circuits_per_hour)?;
         match self.adversary {
@@ -216,6 +178,27 @@ impl Scenario {
             AdversarySpec::Existing { fraction: share } => fraction("adversary.fraction", share)?,
         }
         Ok(())
+    }
+}
+
+fn check_generated(generated: &GeneratedRelays) -> Result<(), SimError> {
+    fraction("relays.guard_share", generated.guard_share)?;
+    fraction("relays.exit_share", generated.exit_share)?;
+    at_least_one("relays.subnets", generated.subnets)?;
+    if u64::from(generated.families) * u64::from(generated.family_size) > u64::from(generated.count)
+    {
+        return invalid("relays.families", "families × family_size exceeds count");
+    }
+    match generated.bandwidth {
+        Bandwidth::Lognormal { mu, sigma } => {
+            finite("relays.bandwidth.mu", mu)?;
+            non_negative("relays.bandwidth.sigma", sigma)
+        }
+        Bandwidth::Pareto { scale, shape } => {
+            positive("relays.bandwidth.scale", scale)?;
+            positive("relays.bandwidth.shape", shape)
+        }
+        Bandwidth::Constant { .. } => Ok(()),
     }
 }
 

@@ -30,7 +30,7 @@ fn exit_share(network: &Network) -> f64 {
 fn network(seed: u64) -> Network {
     let scenario = small(1, 1.0, 1.0, 0.0);
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    Network::generate(&scenario.relays, &scenario.adversary, &mut rng)
+    Network::initial(&scenario, &mut rng).unwrap_or_else(|error| panic!("{error}"))
 }
 
 #[test]
@@ -84,7 +84,7 @@ fn at_least_one_compromised_among_c_circuits() {
 #[test]
 fn engine_matches_guard_and_exit_shares() {
     let scenario = small(1_500, 1.0, 3.0, 0.0);
-    let result = trine_sim::run(&scenario, 31);
+    let result = trine_sim::run(&scenario, 31).unwrap_or_else(|error| panic!("{error}"));
     let active: Vec<_> = result.clients.iter().filter(|c| c.circuits > 0).collect();
     let bad_guard: Vec<_> = active.iter().filter(|c| c.adversary_guard > 0).collect();
     for client in &bad_guard {

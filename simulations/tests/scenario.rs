@@ -68,13 +68,13 @@ fn bad_values_are_refused_by_name() {
 fn extreme_adversaries() {
     let mut scenario = common::small(20, 6.0, 2.0, 0.0);
     scenario.adversary = trine_sim::scenario::AdversarySpec::Existing { fraction: 1.0 };
-    let result = trine_sim::run(&scenario, 3);
+    let result = trine_sim::run(&scenario, 3).unwrap_or_else(|error| panic!("{error}"));
     for client in &result.clients {
         assert_eq!(client.compromised, client.circuits);
         assert!(client.exposed);
     }
     scenario.adversary = trine_sim::scenario::AdversarySpec::Existing { fraction: 0.0 };
-    let result = trine_sim::run(&scenario, 3);
+    let result = trine_sim::run(&scenario, 3).unwrap_or_else(|error| panic!("{error}"));
     assert!(
         result
             .clients
@@ -82,4 +82,65 @@ fn extreme_adversaries() {
             .all(|c| c.compromised == 0 && !c.exposed)
     );
     assert!(result.clients.iter().map(|c| c.circuits).sum::<u64>() > 0);
+}
+
+#[test]
+fn relay_source_keys_are_checked() {
+    let explicit = EXAMPLE.replacen("count = 500", "source = \"generated\"\ncount = 500", 1);
+    let default = Scenario::from_toml(EXAMPLE).unwrap_or_else(|error| panic!("{error}"));
+    assert_eq!(Scenario::from_toml(&explicit).ok(), Some(default.clone()));
+    let written = default.to_toml().unwrap_or_else(|error| panic!("{error}"));
+    assert!(!written.contains("source"), "{written}");
+
+    let imported = common::imported_text(
+        "tor",
+        "c.txt",
+        1,
+        1.0,
+        0.0,
+        "kind = \"existing\"\nfraction = 0.1",
+    );
+    assert!(Scenario::from_toml(&imported).is_ok());
+    let cases = [
+        (
+            EXAMPLE.replacen(
+                "count = 500",
+                "source = \"tor\"\npath = \"c\"\ncount = 500",
+                1,
+            ),
+            "`count` does not apply to source = \"tor\"",
+        ),
+        (
+            EXAMPLE.replacen("count = 500", "path = \"c\"\ncount = 500", 1),
+            "`path` does not apply to source = \"generated\"",
+        ),
+        (
+            EXAMPLE.replacen("count = 500", "source = \"i2p\"\ncount = 500", 1),
+            "i2p",
+        ),
+        (
+            EXAMPLE.replacen("guard_share = 0.4", "", 1),
+            "missing field `guard_share`",
+        ),
+        (
+            imported.replacen("path = \"c.txt\"", "", 1),
+            "missing field `path`",
+        ),
+        (
+            imported.replacen(
+                "source = \"tor\"",
+                "source = \"trine-json\"\nsubnets = 3",
+                1,
+            ),
+            "`subnets` does not apply to source = \"trine-json\"",
+        ),
+    ];
+    for (text, expected) in cases {
+        match Scenario::from_toml(&text) {
+            Err(SimError::Parse(error)) => {
+                assert!(error.to_string().contains(expected), "{expected}: {error}");
+            }
+            other => panic!("{expected}: expected a parse error, got {other:?}"),
+        }
+    }
 }

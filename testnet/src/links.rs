@@ -197,6 +197,8 @@ const NFQNL_CFG_CMD_BIND: u8 = 1;
 const NFQNL_COPY_META: u8 = 1;
 const NFQA_CFG_F_GSO: u32 = 4;
 const NF_ACCEPT: u32 = 1;
+/// Linux's errno when a netlink socket's buffer overflowed.
+const ENOBUFS: i32 = 105;
 /// Packets the kernel may hold for us (a fast link times a long delay).
 const MAX_HELD: u32 = 1 << 20;
 
@@ -347,7 +349,7 @@ pub fn run_delay(delay: Duration) -> Result<(), String> {
             // packets whose messages were lost too); anything else ends.
             let read = match (&*reader).read(&mut buffer) {
                 Ok(read) => read,
-                Err(e) if e.raw_os_error() == Some(105) => continue,
+                Err(e) if e.raw_os_error() == Some(ENOBUFS) => continue,
                 Err(_) => return,
             };
             let now = Instant::now();

@@ -51,6 +51,45 @@ subnets = 6
     }
 }
 
+/// The path of a test data file.
+pub fn data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// The text of a scenario importing its relays (`source` = "tor" or
+/// "trine-json") from `path`, with `adversary` as the `[adversary]`
+/// table's body and `join_per_day` joins (no leaves).
+pub fn imported_text(
+    source: &str,
+    path: &str,
+    clients: u32,
+    hours: f64,
+    join_per_day: f64,
+    adversary: &str,
+) -> String {
+    format!(
+        r#"
+[time]
+days = {days}
+consensus_hours = 1.0
+[relays]
+source = "{source}"
+path = "{path}"
+[relays.churn]
+join_per_day = {join_per_day}
+leave_per_day = 0.0
+[clients]
+count = {clients}
+circuits_per_hour = 4.0
+[adversary]
+{adversary}
+"#,
+        days = hours / 24.0,
+    )
+}
+
 /// Asserts that `hits` successes out of `trials` agree with probability
 /// `p` within five binomial standard deviations.
 pub fn assert_binomial(what: &str, hits: u64, trials: u64, p: f64) {
