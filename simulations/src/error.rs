@@ -17,6 +17,17 @@ pub enum SimError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The adversary cannot be placed on the actual network: a chosen
+    /// relay that matches no relay or several, or a share of weight in a
+    /// position the network has no weight in.
+    #[error("scenario: {field}: {reason}")]
+    Adversary {
+        /// The offending field or entry, such as `adversary.exit_share` or
+        /// `adversary.relays[2]`.
+        field: String,
+        /// What is wrong with it (naming the entry).
+        reason: String,
+    },
     /// The resolved scenario could not be written back as TOML.
     #[error("cannot write the resolved scenario: {0}")]
     Serialize(#[from] toml::ser::Error),

@@ -1,7 +1,9 @@
 //! The simulated relay population: honest relays generated from the
 //! scenario's distributions or imported from a consensus document, the
-//! adversary's relays, and churn. Each consensus is a snapshot of it as
-//! path selection's [`Candidate`]s.
+//! adversary's relays (added, or existing ones taken over), and churn.
+//! Each consensus is a snapshot of it as path selection's [`Candidate`]s.
+
+mod adversary;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -13,7 +15,7 @@ use trine_directory::{Candidate, Flag, Flags};
 
 use crate::dist;
 use crate::error::SimError;
-use crate::import;
+use crate::import::{self, ImportedRelay};
 use crate::scenario::{AdversarySpec, GeneratedRelays, RelaySource, Scenario};
 
 /// Every relay currently in the network, in consensus order, and which of
@@ -40,26 +42,28 @@ enum Joins {
 impl Network {
     /// The network a run of `scenario` starts with: generated, or imported
     /// from the document the scenario names (read now), with the
-    /// adversary's relays added or marked.
+    /// adversary's relays added or marked. Fails when the document cannot
+    /// be read or the adversary cannot be placed on the network (see
+    /// [`SimError::Adversary`]).
     pub fn initial<R: Rng + ?Sized>(scenario: &Scenario, rng: &mut R) -> Result<Self, SimError> {
-        Ok(match &scenario.relays.source {
+        match &scenario.relays.source {
             RelaySource::Generated(spec) => Self::generate(spec, &scenario.adversary, rng),
             RelaySource::Imported(spec) => {
-                let relays = import::load(spec)?;
-                let relays = relays.into_iter().map(|imported| imported.relay).collect();
-                Self::imported(relays, &scenario.adversary, rng)
+                Self::imported(import::load(spec)?, &scenario.adversary, rng)
             }
-        })
+        }
     }
 
     /// Generates the initial honest relays and adds or marks the
     /// adversary's. Added adversary relays go on /16s right after the
-    /// honest ones.
+    /// honest ones. The relays are named [`generated_nickname`] of their
+    /// serial number (their position among the initial relays) for a
+    /// chosen adversary.
     pub fn generate<R: Rng + ?Sized>(
         spec: &GeneratedRelays,
         adversary: &AdversarySpec,
         rng: &mut R,
-    ) -> Self {
+    ) -> Result<Self, SimError> {
         let mut network = Self {
             relays: Vec::new(),
             adversary: HashSet::new(),
@@ -71,19 +75,25 @@ impl Network {
             network.join(rng);
         }
         network.declare_families(spec.families, spec.family_size);
-        network.add_adversary(adversary, |serial| spec.subnets + serial, rng);
-        network
+        let names: Vec<String> = (0..u64::from(spec.count)).map(generated_nickname).collect();
+        network.add_adversary(adversary, &names, |serial| spec.subnets + serial, rng)?;
+        Ok(network)
     }
 
     /// Starts from imported honest relays (kept in their order, with their
     /// identities) and adds or marks the adversary's. Added adversary
     /// relays go on IPv4 /16s that no imported relay uses. Joins copy a
-    /// uniformly chosen relay of `relays`.
+    /// uniformly chosen imported relay. A chosen adversary names relays
+    /// by their nicknames in the document or their fingerprints.
     pub fn imported<R: Rng + ?Sized>(
-        relays: Vec<Candidate>,
+        imported: Vec<ImportedRelay>,
         adversary: &AdversarySpec,
         rng: &mut R,
-    ) -> Self {
+    ) -> Result<Self, SimError> {
+        let (names, relays): (Vec<String>, Vec<Candidate>) = imported
+            .into_iter()
+            .map(|relay| (relay.nickname, relay.relay))
+            .unzip();
         let used: HashSet<u32> = relays
             .iter()
             .flat_map(|relay| &relay.addresses)
@@ -102,10 +112,11 @@ impl Network {
         };
         network.add_adversary(
             adversary,
+            &names,
             |serial| free.get(serial as usize).copied().unwrap_or(serial),
             rng,
-        );
-        network
+        )?;
+        Ok(network)
     }
 
     /// The relays as path selection sees them, in consensus order.
@@ -210,32 +221,44 @@ impl Network {
     }
 
     /// Adds the adversary's relays (the `serial`-th of its /16s is
-    /// `subnet(serial)`) or marks a uniformly chosen share of the honest
-    /// ones.
+    /// `subnet(serial)`) or marks honest ones: a uniformly chosen share,
+    /// enough for shares of position weight, or those named (`names` are
+    /// the nicknames of the relays, in order).
     fn add_adversary<R: Rng + ?Sized>(
         &mut self,
         adversary: &AdversarySpec,
+        names: &[String],
         subnet: impl Fn(u32) -> u32,
         rng: &mut R,
-    ) {
-        match *adversary {
+    ) -> Result<(), SimError> {
+        let marked = match *adversary {
             AdversarySpec::Added {
                 relays,
                 bandwidth,
                 guard_fraction,
                 subnets,
-            } => self.add_relays(relays, bandwidth, guard_fraction, |serial| {
-                subnet(serial % subnets.max(1))
-            }),
+            } => {
+                self.add_relays(relays, bandwidth, guard_fraction, |serial| {
+                    subnet(serial % subnets.max(1))
+                });
+                return Ok(());
+            }
             AdversarySpec::Existing { fraction } => {
                 let total = self.relays.len();
                 // Bounded by `total`, so the cast back cannot lose anything.
                 let chosen = ((fraction * total as f64).round() as usize).min(total);
-                for position in index::sample(rng, total, chosen).into_vec() {
-                    self.adversary.insert(self.relays[position].id);
-                }
+                index::sample(rng, total, chosen).into_vec()
             }
+            AdversarySpec::Bandwidth {
+                guard_share,
+                exit_share,
+            } => adversary::by_bandwidth(&self.relays, guard_share, exit_share, rng)?,
+            AdversarySpec::Chosen { ref relays } => adversary::chosen(&self.relays, names, relays)?,
+        };
+        for position in marked {
+            self.adversary.insert(self.relays[position].id);
         }
+        Ok(())
     }
 
     /// The adversary's new relays: guards (Guard only) and exits (Exit
@@ -281,6 +304,12 @@ fn base_flags() -> Flags {
         .with(Flag::Valid)
         .with(Flag::Stable)
         .with(Flag::Fast)
+}
+
+/// The nickname of the generated relay with serial number `serial`:
+/// `relay0`, `relay1`, … (a chosen adversary names generated relays so).
+pub fn generated_nickname(serial: u64) -> String {
+    format!("relay{serial}")
 }
 
 /// A relay's identity: its serial number in the first 8 bytes.

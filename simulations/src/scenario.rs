@@ -71,6 +71,24 @@ pub enum AdversarySpec {
         /// The fraction, in [0, 1].
         fraction: f64,
     },
+    /// Initial relays taken in a random order (from the network's stream)
+    /// until they hold at least these shares of the guard- and
+    /// exit-position weight of the first consensus, then each given back
+    /// if the targets stay met without it (see `docs/simulator.md`).
+    Bandwidth {
+        /// Share of guard-position weight, in [0, 1].
+        guard_share: f64,
+        /// Share of exit-position weight, in [0, 1].
+        exit_share: f64,
+    },
+    /// The listed initial relays: by nickname (imported: the document's;
+    /// generated: `relay0`, `relay1`, … in generation order), by full
+    /// fingerprint (64 hex digits) or by the first 20 bytes of the
+    /// identity (40 hex digits: a Tor relay's fingerprint).
+    Chosen {
+        /// The relays, each matching exactly one relay.
+        relays: Vec<String>,
+    },
 }
 
 /// The scenario `trine-sim example` prints, with comments.
@@ -116,6 +134,13 @@ guard_fraction = 0.5    # share of budget and relays run as guards; rest exits
 subnets = 10
 # or: kind = "existing", fraction = 0.05  (that share of the initial honest
 #     relays, generated or imported)
+# or: kind = "bandwidth", guard_share = 0.1, exit_share = 0.1  (initial relays
+#     taken at random until they hold at least these shares of guard- and
+#     exit-position weight; no relay more than needed)
+# or: kind = "chosen", relays = ["relay0", "relay17"]  (exactly these initial
+#     relays, by nickname or 64-hex fingerprint; generated relays are named
+#     relay0, relay1, ... in generation order, imported ones as the document
+#     names them, and a Tor relay also by its 40-hex fingerprint)
 "#;
 
 impl Scenario {
@@ -176,6 +201,15 @@ impl Scenario {
                 at_least_one("adversary.subnets", subnets)?;
             }
             AdversarySpec::Existing { fraction: share } => fraction("adversary.fraction", share)?,
+            AdversarySpec::Bandwidth {
+                guard_share,
+                exit_share,
+            } => {
+                fraction("adversary.guard_share", guard_share)?;
+                fraction("adversary.exit_share", exit_share)?;
+            }
+            // Checked against the network when the run starts.
+            AdversarySpec::Chosen { .. } => {}
         }
         Ok(())
     }

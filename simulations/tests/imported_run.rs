@@ -14,6 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use trine_circuit::RelayId;
 use trine_directory::{Candidate, Flag};
+use trine_sim::import::ImportedRelay;
 use trine_sim::scenario::{AdversarySpec, ImportFormat, RelaySource};
 use trine_sim::{Network, Scenario, SimError};
 
@@ -21,9 +22,13 @@ const EXISTING: &str = "kind = \"existing\"\nfraction = 0.25";
 const ADDED: &str =
     "kind = \"added\"\nrelays = 4\nbandwidth = 40000\nguard_fraction = 0.5\nsubnets = 2";
 
-fn tor_relays() -> Vec<Candidate> {
+fn tor_imported() -> Vec<ImportedRelay> {
     let text = std::fs::read_to_string(common::data("tor-consensus.txt")).unwrap();
-    let relays = trine_sim::import::parse_tor(&text).unwrap();
+    trine_sim::import::parse_tor(&text).unwrap()
+}
+
+fn tor_relays() -> Vec<Candidate> {
+    let relays = tor_imported();
     relays.into_iter().map(|imported| imported.relay).collect()
 }
 
@@ -151,7 +156,12 @@ fn existing_adversary_marks_imported_relays() {
     let relays = tor_relays();
     let imported: HashSet<RelayId> = relays.iter().map(|r| r.id).collect();
     let adversary = AdversarySpec::Existing { fraction: 0.5 };
-    let network = Network::imported(relays, &adversary, &mut ChaCha8Rng::seed_from_u64(4));
+    let network = Network::imported(
+        tor_imported(),
+        &adversary,
+        &mut ChaCha8Rng::seed_from_u64(4),
+    )
+    .unwrap();
     assert_eq!(network.candidates().len(), 8);
     let marked: Vec<RelayId> = network
         .candidates()
@@ -195,10 +205,11 @@ fn joins_copy_imported_relays_under_new_identities() {
     let relays = tor_relays();
     let adversary = AdversarySpec::Existing { fraction: 0.0 };
     let mut network = Network::imported(
-        relays.clone(),
+        tor_imported(),
         &adversary,
         &mut ChaCha8Rng::seed_from_u64(6),
-    );
+    )
+    .unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     for _ in 0..40 {
         network.join(&mut rng);
@@ -302,18 +313,15 @@ fn trine_json_runs_and_new_relays_never_take_an_imported_identity() {
     let one = format!("{}1{}", "0".repeat(15), "0".repeat(48));
     let mut clashing = json.replacen(&relays[0].relay.id.fingerprint(), &zero, 1);
     clashing = clashing.replacen(&relays[1].relay.id.fingerprint(), &one, 1);
-    let relays: Vec<Candidate> = trine_sim::import::parse_trine_json(&clashing)
-        .unwrap()
-        .into_iter()
-        .map(|r| r.relay)
-        .collect();
+    let relays = trine_sim::import::parse_trine_json(&clashing).unwrap();
     let adversary = AdversarySpec::Added {
         relays: 4,
         bandwidth: 1_000,
         guard_fraction: 0.5,
         subnets: 1,
     };
-    let mut network = Network::imported(relays, &adversary, &mut ChaCha8Rng::seed_from_u64(1));
+    let mut network =
+        Network::imported(relays, &adversary, &mut ChaCha8Rng::seed_from_u64(1)).unwrap();
     network.join(&mut ChaCha8Rng::seed_from_u64(2));
     let ids: HashSet<RelayId> = network.candidates().iter().map(|r| r.id).collect();
     assert_eq!(network.candidates().len(), 10);

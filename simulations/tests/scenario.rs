@@ -144,3 +144,35 @@ fn relay_source_keys_are_checked() {
         }
     }
 }
+
+/// Every commented `# or: kind = …` adversary of the example is a valid
+/// `[adversary]` table, and the network of
+/// the example can place it.
+#[test]
+fn commented_example_adversaries_are_valid() {
+    let start = EXAMPLE.find("[adversary]").unwrap();
+    let mut kinds = Vec::new();
+    for line in EXAMPLE[start..].lines() {
+        let Some(rest) = line.strip_prefix("# or: ") else {
+            continue;
+        };
+        let keys = rest.split("  (").next().unwrap().trim();
+        let inline: toml::Table = toml::from_str(&format!("adversary = {{ {keys} }}"))
+            .unwrap_or_else(|error| panic!("{keys}: {error}"));
+        let table = toml::to_string(&inline).unwrap();
+        let text = format!("{}{table}", &EXAMPLE[..start]);
+        let scenario = Scenario::from_toml(&text).unwrap_or_else(|error| panic!("{keys}: {error}"));
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        trine_sim::Network::initial(&scenario, &mut rng)
+            .unwrap_or_else(|error| panic!("{keys}: {error}"));
+        kinds.push(keys.split(',').next().unwrap().to_owned());
+    }
+    assert_eq!(
+        kinds,
+        [
+            "kind = \"existing\"",
+            "kind = \"bandwidth\"",
+            "kind = \"chosen\""
+        ]
+    );
+}

@@ -14,7 +14,25 @@ use trine_sim::Scenario;
 /// `adversary_relays` relays with `budget` bandwidth, half guards, half
 /// exits, each on its own /16.
 pub fn small(clients: u32, hours: f64, circuits_per_hour: f64, churn: f64) -> Scenario {
-    let text = format!(
+    let adversary =
+        "kind = \"added\"\nrelays = 6\nbandwidth = 60000\nguard_fraction = 0.5\nsubnets = 6";
+    let text = small_text(clients, hours, circuits_per_hour, churn, adversary);
+    match Scenario::from_toml(&text) {
+        Ok(scenario) => scenario,
+        Err(error) => panic!("test scenario refused: {error}"),
+    }
+}
+
+/// The text of the small scenario of [`small`] (120 generated relays) with
+/// `adversary` as the `[adversary]` table's body.
+pub fn small_text(
+    clients: u32,
+    hours: f64,
+    circuits_per_hour: f64,
+    churn: f64,
+    adversary: &str,
+) -> String {
+    format!(
         r#"
 [time]
 days = {days}
@@ -37,18 +55,10 @@ leave_per_day = {churn}
 count = {clients}
 circuits_per_hour = {circuits_per_hour}
 [adversary]
-kind = "added"
-relays = 6
-bandwidth = 60000
-guard_fraction = 0.5
-subnets = 6
+{adversary}
 "#,
         days = hours / 24.0,
-    );
-    match Scenario::from_toml(&text) {
-        Ok(scenario) => scenario,
-        Err(error) => panic!("test scenario refused: {error}"),
-    }
+    )
 }
 
 /// The path of a test data file.
@@ -102,4 +112,72 @@ pub fn assert_binomial(what: &str, hits: u64, trials: u64, p: f64) {
         (observed - expected).abs() <= bound,
         "{what}: {hits} of {trials}, expected {expected:.1} ± {bound:.1} (p = {p:.5})"
     );
+}
+
+/// The adversary's share of `position` weight in `network` (position
+/// weights as path selection computes them), and without the relays in
+/// `except`.
+pub fn adversary_share(
+    network: &trine_sim::Network,
+    position: trine_directory::Position,
+    except: &[trine_circuit::RelayId],
+) -> f64 {
+    let candidates = network.candidates();
+    let weights = trine_directory::PositionWeights::compute(candidates);
+    let (mut ours, mut total) = (0u128, 0u128);
+    for relay in candidates {
+        let weight = weights.weight_of(relay, position);
+        total += weight;
+        if network.is_adversary(&relay.id) && !except.contains(&relay.id) {
+            ours += weight;
+        }
+    }
+    ours as f64 / total as f64
+}
+
+/// The identities of the adversary's relays, in consensus order.
+pub fn owned(network: &trine_sim::Network) -> Vec<trine_circuit::RelayId> {
+    network
+        .candidates()
+        .iter()
+        .map(|relay| relay.id)
+        .filter(|id| network.is_adversary(id))
+        .collect()
+}
+
+/// A fresh scratch directory for one test.
+pub fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("trine-sim-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the `trine-sim` binary on `scenario` twice with `seed` and asserts
+/// that every output file is byte for byte the same; returns the first
+/// run's `summary.json`.
+pub fn binary_twice(scenario: &std::path::Path, seed: u64) -> String {
+    let base = scenario.parent().unwrap();
+    for out in ["a", "b"] {
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_trine-sim"))
+            .arg("run")
+            .arg(scenario)
+            .args(["--seed", &seed.to_string(), "--out"])
+            .arg(base.join(out))
+            .status()
+            .unwrap();
+        assert!(status.success(), "trine-sim run failed: {status}");
+    }
+    for name in [
+        "scenario.toml",
+        "clients.csv",
+        "first_compromise_cdf.csv",
+        "compromise_by_day.csv",
+        "summary.json",
+    ] {
+        let a = std::fs::read(base.join("a").join(name)).unwrap();
+        let b = std::fs::read(base.join("b").join(name)).unwrap();
+        assert_eq!(a, b, "{name} differs");
+    }
+    std::fs::read_to_string(base.join("a/summary.json")).unwrap()
 }
