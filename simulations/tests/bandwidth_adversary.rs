@@ -192,26 +192,9 @@ fn engine_compromise_matches_the_closed_form_of_the_shares_reached() {
         (g, e)
     );
 
-    let active: Vec<_> = result.clients.iter().filter(|c| c.circuits > 0).collect();
+    let active = common::assert_compromise_matches_shares(&result, g, e, 6_000);
     assert!(active.len() > 3_900, "{} active clients", active.len());
     assert!(active.iter().all(|c| c.failures == 0));
-    let bad_guard: Vec<_> = active.iter().filter(|c| c.adversary_guard > 0).collect();
-    for client in &bad_guard {
-        assert_eq!(client.adversary_guard, client.circuits, "guard changed");
-    }
-    assert_binomial(
-        "clients with an adversary guard",
-        bad_guard.len() as u64,
-        active.len() as u64,
-        g,
-    );
-    let circuits: u64 = bad_guard.iter().map(|c| c.circuits).sum();
-    let compromised: u64 = bad_guard.iter().map(|c| c.compromised).sum();
-    assert!(
-        circuits > 6_000,
-        "too few circuits through adversary guards"
-    );
-    assert_binomial("compromised circuits", compromised, circuits, e);
     // Circuits through honest guards are never compromised.
     let honest: u64 = active
         .iter()

@@ -85,27 +85,10 @@ fn at_least_one_compromised_among_c_circuits() {
 fn engine_matches_guard_and_exit_shares() {
     let scenario = small(1_500, 1.0, 3.0, 0.0);
     let result = trine_sim::run(&scenario, 31).unwrap_or_else(|error| panic!("{error}"));
-    let active: Vec<_> = result.clients.iter().filter(|c| c.circuits > 0).collect();
-    let bad_guard: Vec<_> = active.iter().filter(|c| c.adversary_guard > 0).collect();
-    for client in &bad_guard {
-        assert_eq!(client.adversary_guard, client.circuits, "guard changed");
-    }
-    assert_binomial(
-        "clients with an adversary guard",
-        bad_guard.len() as u64,
-        active.len() as u64,
+    common::assert_compromise_matches_shares(
+        &result,
         result.adversary_guard_share,
-    );
-    let circuits: u64 = bad_guard.iter().map(|c| c.circuits).sum();
-    let compromised: u64 = bad_guard.iter().map(|c| c.compromised).sum();
-    assert!(
-        circuits > 100,
-        "too few circuits through adversary guards: {circuits}"
-    );
-    assert_binomial(
-        "compromised circuits through adversary guards",
-        compromised,
-        circuits,
         result.adversary_exit_share,
+        100,
     );
 }

@@ -181,3 +181,40 @@ pub fn binary_twice(scenario: &std::path::Path, seed: u64) -> String {
     }
     std::fs::read_to_string(base.join("a/summary.json")).unwrap()
 }
+
+/// Checks a run against the closed form of its adversary's shares: a
+/// client's guard is the adversary's with `guard_share` (and stays so),
+/// and a circuit through an adversary guard is compromised with
+/// `exit_share`, over at least `min_circuits` such circuits. Returns the
+/// clients that built circuits.
+pub fn assert_compromise_matches_shares(
+    result: &trine_sim::RunResult,
+    guard_share: f64,
+    exit_share: f64,
+    min_circuits: u64,
+) -> Vec<&trine_sim::engine::ClientResult> {
+    let active: Vec<_> = result.clients.iter().filter(|c| c.circuits > 0).collect();
+    let bad_guard: Vec<_> = active.iter().filter(|c| c.adversary_guard > 0).collect();
+    for client in &bad_guard {
+        assert_eq!(client.adversary_guard, client.circuits, "guard changed");
+    }
+    assert_binomial(
+        "clients with an adversary guard",
+        bad_guard.len() as u64,
+        active.len() as u64,
+        guard_share,
+    );
+    let circuits: u64 = bad_guard.iter().map(|c| c.circuits).sum();
+    let compromised: u64 = bad_guard.iter().map(|c| c.compromised).sum();
+    assert!(
+        circuits > min_circuits,
+        "too few circuits through adversary guards: {circuits}"
+    );
+    assert_binomial(
+        "compromised circuits through adversary guards",
+        compromised,
+        circuits,
+        exit_share,
+    );
+    active
+}
