@@ -217,20 +217,23 @@ impl Gui {
 
     /// What a tray icon should show now.
     pub fn tray_view(&self) -> TrayView {
-        let attention = Color32::from_rgb(200, 40, 40);
-        let (headline, detail, colour) = match &self.screen {
-            Screen::Starting => ("Starting".to_string(), String::new(), Color32::GRAY),
+        let red = Color32::from_rgb(200, 40, 40);
+        // (headline, detail, colour, whether the user is needed)
+        let (headline, detail, colour, needs_user) = match &self.screen {
+            Screen::Starting => ("Starting".to_string(), String::new(), Color32::GRAY, false),
             Screen::NotRunning => (
                 "The daemon is not running".to_string(),
                 "sudo systemctl start trine".to_string(),
-                attention,
+                red,
+                true,
             ),
             Screen::NoPermission => (
                 "No permission for the daemon".to_string(),
                 "Join the daemon's group (usually trine)".to_string(),
-                attention,
+                red,
+                true,
             ),
-            Screen::Broken(message) => ("Daemon error".to_string(), message.clone(), attention),
+            Screen::Broken(message) => ("Daemon error".to_string(), message.clone(), red, true),
             Screen::Tunnel(status) => {
                 let (words, colour) = describe(status.state);
                 let detail = match (&status.exit_address, &self.action_error) {
@@ -238,7 +241,8 @@ impl Gui {
                     (Some(exit), None) => format!("Exit address {exit}"),
                     (None, None) => status.last_error.clone().unwrap_or_default(),
                 };
-                (words.to_string(), detail, colour)
+                let blocked = status.state == State::Blocked;
+                (words.to_string(), detail, colour, blocked)
             }
         };
         let status = self.status();
@@ -252,7 +256,7 @@ impl Gui {
             }),
             new_circuit: status
                 .is_some_and(|s| matches!(s.state, State::Connected | State::Reconnecting)),
-            attention: colour == attention || self.action_error.is_some(),
+            attention: needs_user || self.action_error.is_some(),
         }
     }
 

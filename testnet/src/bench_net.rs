@@ -13,6 +13,7 @@
 //! through SOCKS, so it has no iperf3 or ping figures; the downloads and
 //! time to first byte compare all five.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -156,54 +157,25 @@ fn rounds(net: &TrineNet, started: Instant) -> Result<String, String> {
 /// client's route or the SOCKS proxy `socks`.
 fn first_byte(
     net: &TrineNet,
-    socks: Option<std::net::SocketAddr>,
+    socks: Option<SocketAddr>,
     since: Instant,
 ) -> Result<Duration, String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let out = fetch(net, &format!("http://{WEB}/ip"), socks, &["--timeout", "2"]);
-        if out.status.success() {
-            return Ok(since.elapsed());
-        }
-        if Instant::now() > deadline {
-            return Err(format!(
-                "no answer through the tunnel within 30 s: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// `trine-testnet fetch` in the client's namespace.
-fn fetch(
-    net: &TrineNet,
-    url: &str,
-    socks: Option<std::net::SocketAddr>,
-    extra: &[&str],
-) -> std::process::Output {
-    let testnet = net.binaries.testnet.display().to_string();
-    let mut args = vec![testnet.as_str(), "fetch", url];
-    let proxy = socks.map(|s| s.to_string());
-    if let Some(proxy) = &proxy {
-        args.extend(["--socks", proxy]);
-    }
-    args.extend_from_slice(extra);
-    net.exec("client", &args)
+    net.fetch_ip_within_via(&WEB.to_string(), socks, Duration::from_secs(30))
+        .map_err(|error| format!("no answer through the tunnel within 30 s: {error}"))?;
+    Ok(since.elapsed())
 }
 
 /// Runs `fetch` commands for the download in parallel; returns Mbit/s
 /// over the wall time of all of them.
-fn downloads(
-    net: &TrineNet,
-    socks: Option<std::net::SocketAddr>,
-    parallel: usize,
-) -> Result<f64, String> {
+fn downloads(net: &TrineNet, socks: Option<SocketAddr>, parallel: usize) -> Result<f64, String> {
     let url = format!("http://{WEB}/bytes/{DOWNLOAD}");
     let started = Instant::now();
     let outs: Vec<std::process::Output> = std::thread::scope(|scope| {
         let runs: Vec<_> = (0..parallel)
-            .map(|_| scope.spawn(|| fetch(net, &url, socks, &["--check", "--timeout", "60"])))
+            .map(|_| {
+                scope
+                    .spawn(|| net.fetch_via("client", &url, socks, &["--check", "--timeout", "60"]))
+            })
             .collect();
         runs.into_iter().filter_map(|r| r.join().ok()).collect()
     });
@@ -221,7 +193,7 @@ fn downloads(
 /// Measures one column: through the client's routes (`socks` None: all
 /// figures) or through the SOCKS proxy (downloads and time to first
 /// byte).
-fn measure(net: &TrineNet, socks: Option<std::net::SocketAddr>) -> Result<Figures, String> {
+fn measure(net: &TrineNet, socks: Option<SocketAddr>) -> Result<Figures, String> {
     let web = WEB.to_string();
     let mut figures = Figures::default();
     if socks.is_none() {
@@ -256,8 +228,8 @@ fn measure(net: &TrineNet, socks: Option<std::net::SocketAddr>) -> Result<Figure
     }
     figures.download_mbit = downloads(net, socks, 1)?;
     figures.download4_mbit = downloads(net, socks, 4)?;
-    let out = fetch(
-        net,
+    let out = net.fetch_via(
+        "client",
         &format!("http://{web}/bytes/1024"),
         socks,
         &["--repeat", "20"],

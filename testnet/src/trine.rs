@@ -723,9 +723,21 @@ impl TrineNet {
         host: &str,
         within: Duration,
     ) -> Result<(String, Duration), String> {
+        self.fetch_ip_within_via(host, None, within)
+    }
+
+    /// Like [`TrineNet::fetch_ip_within`], through the SOCKS5 proxy
+    /// `socks` (in the client's namespace) if given.
+    pub fn fetch_ip_within_via(
+        &self,
+        host: &str,
+        socks: Option<SocketAddr>,
+        within: Duration,
+    ) -> Result<(String, Duration), String> {
         let started = Instant::now();
+        let url = format!("http://{host}/ip");
         loop {
-            let out = self.fetch("client", &format!("http://{host}/ip"), 1);
+            let out = self.fetch_via("client", &url, socks, &["--timeout", "1"]);
             if out.status.success() {
                 let seen = String::from_utf8_lossy(&out.stdout).trim().to_string();
                 return Ok((seen, started.elapsed()));
@@ -733,24 +745,34 @@ impl TrineNet {
             if started.elapsed() >= within {
                 return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
             }
-            std::thread::sleep(Duration::from_millis(100));
+            // Short: benchmarks time set-up to first byte with this.
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     /// Fetches `url` from inside node `name`'s namespace with the
     /// testnet's fetcher; returns its output (body on stdout).
     pub fn fetch(&self, name: &str, url: &str, timeout_secs: u64) -> Output {
+        self.fetch_via(name, url, None, &["--timeout", &timeout_secs.to_string()])
+    }
+
+    /// `trine-testnet fetch URL [--socks PROXY] EXTRA…` inside node
+    /// `name`'s namespace.
+    pub fn fetch_via(
+        &self,
+        name: &str,
+        url: &str,
+        socks: Option<SocketAddr>,
+        extra: &[&str],
+    ) -> Output {
         let testnet = self.binaries.testnet.display().to_string();
-        self.exec(
-            name,
-            &[
-                &testnet,
-                "fetch",
-                url,
-                "--timeout",
-                &timeout_secs.to_string(),
-            ],
-        )
+        let proxy = socks.map(|s| s.to_string());
+        let mut args = vec![testnet.as_str(), "fetch", url];
+        if let Some(proxy) = &proxy {
+            args.extend(["--socks", proxy]);
+        }
+        args.extend_from_slice(extra);
+        self.exec(name, &args)
     }
 }
 
