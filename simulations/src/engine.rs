@@ -16,6 +16,7 @@ use trine_directory::{
 use crate::dist;
 use crate::error::SimError;
 use crate::network::Network;
+use crate::progress::Progress;
 use crate::scenario::Scenario;
 
 /// Simulated UNIX time of the start of every run.
@@ -120,9 +121,20 @@ impl Queue {
 /// and every client draw from their own ChaCha8 streams of the seed. Fails
 /// only when an imported relay population cannot be read.
 pub fn run(scenario: &Scenario, seed: u64) -> Result<RunResult, SimError> {
+    run_with_progress(scenario, seed, &Progress::new())
+}
+
+/// [`run`], advancing `progress` (in simulated seconds) as it goes.
+pub fn run_with_progress(
+    scenario: &Scenario,
+    seed: u64,
+    progress: &Progress,
+) -> Result<RunResult, SimError> {
     let mut network_rng = stream(seed, u64::MAX);
     let mut network = Network::initial(scenario, &mut network_rng)?;
     let end = START + (scenario.time.days * DAY).round() as u64;
+    progress.start(end - START);
+    let mut reported = START;
     let mut queue = Queue {
         heap: BinaryHeap::new(),
         serial: 0,
@@ -165,6 +177,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<RunResult, SimError> {
 
     while let Some(Reverse((now, _, event))) = queue.heap.pop() {
         events += 1;
+        progress.advance(now - reported);
+        reported = now;
         match event {
             Event::Consensus => {
                 consensus = network.candidates().to_vec();

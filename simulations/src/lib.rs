@@ -14,9 +14,11 @@ pub mod error;
 pub mod import;
 pub mod network;
 pub mod output;
+pub mod progress;
 pub mod scenario;
 
-pub use engine::{RunResult, run};
+pub use engine::{RunResult, run, run_with_progress};
+pub use progress::Progress;
 pub use error::SimError;
 pub use network::Network;
 pub use scenario::{EXAMPLE, Scenario};
