@@ -13,12 +13,10 @@
 
 mod storage;
 
-use std::collections::{HashMap, HashSet};
-
 use rand::Rng;
 use trine_circuit::RelayId;
 
-use crate::path::{Candidate, Position, PositionWeights, choice};
+use crate::path::{Candidate, PathIndex, Position};
 
 pub use storage::{GuardStateError, MAX_STORED_GUARDS};
 
@@ -94,11 +92,32 @@ impl GuardEntry {
 }
 
 /// The client's sampled guards, in order of preference.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct GuardState {
     params: GuardParams,
     sampled: Vec<GuardEntry>,
+    /// The consensus last reconciled with, if any: not part of the state's
+    /// value, only a note that makes repeating [`Self::update`] free.
+    reconciled: Option<Reconciled>,
 }
+
+/// Which prepared consensus the state was last reconciled with, and when
+/// the first of its guards expires.
+#[derive(Debug, Clone, Copy)]
+struct Reconciled {
+    generation: u64,
+    next_expiry: u64,
+}
+
+/// Two states are equal when they hold the same guards under the same
+/// parameters, whatever consensus each was last reconciled with.
+impl PartialEq for GuardState {
+    fn eq(&self, other: &Self) -> bool {
+        self.params == other.params && self.sampled == other.sampled
+    }
+}
+
+impl Eq for GuardState {}
 
 impl GuardState {
     /// An empty state; the first [`Self::update`] samples the guards.
@@ -106,6 +125,7 @@ impl GuardState {
         Self {
             params,
             sampled: Vec::new(),
+            reconciled: None,
         }
     }
 
@@ -126,41 +146,57 @@ impl GuardState {
     /// until [`GuardParams::sample_size`] are usable or
     /// [`GuardParams::max_sampled`] are held.
     ///
-    /// An empty `candidates` is taken as "no consensus", not as a network
+    /// An empty consensus is taken as "no consensus", not as a network
     /// without relays: the state is left as it is, so a caller that failed
     /// to load its consensus does not throw its guards away.
-    pub fn update<R: Rng + ?Sized>(&mut self, candidates: &[Candidate], now: u64, rng: &mut R) {
-        if candidates.is_empty() {
+    ///
+    /// Repeating it with the same `index` before any guard's lifetime is
+    /// over would change nothing, so that case returns at once.
+    pub fn update<R: Rng + ?Sized>(&mut self, index: &PathIndex, now: u64, rng: &mut R) {
+        if index.is_empty() {
             return;
         }
-        let mut listed: HashMap<RelayId, bool> = HashMap::new();
-        for candidate in candidates {
-            *listed.entry(candidate.id).or_default() |= candidate.is_guard_eligible();
+        if self
+            .reconciled
+            .is_some_and(|done| done.generation == index.generation() && now < done.next_expiry)
+        {
+            return;
         }
-        self.sampled
-            .retain(|entry| now < entry.expires_at && listed.contains_key(&entry.id));
-        for entry in &mut self.sampled {
-            entry.listed_usable = listed.get(&entry.id).copied().unwrap_or(false);
-        }
-        self.top_up(candidates, now, rng);
+        self.sampled.retain_mut(|entry| {
+            let Some(listed) = index.get(&entry.id) else {
+                return false;
+            };
+            entry.listed_usable = listed.is_guard_eligible();
+            now < entry.expires_at
+        });
+        self.top_up(index, now, rng);
+        self.reconciled = Some(Reconciled {
+            generation: index.generation(),
+            next_expiry: self
+                .sampled
+                .iter()
+                .map(|entry| entry.expires_at)
+                .min()
+                .unwrap_or(u64::MAX),
+        });
     }
 
     /// Samples new guards, weighted by guard-position weight, until enough
     /// are usable or the state is full.
-    fn top_up<R: Rng + ?Sized>(&mut self, candidates: &[Candidate], now: u64, rng: &mut R) {
-        let held: HashSet<RelayId> = self.sampled.iter().map(|entry| entry.id).collect();
-        let weights = PositionWeights::compute(candidates);
-        let mut pool: Vec<&Candidate> = candidates
-            .iter()
-            .filter(|candidate| candidate.is_guard_eligible() && !held.contains(&candidate.id))
-            .collect();
+    fn top_up<R: Rng + ?Sized>(&mut self, index: &PathIndex, now: u64, rng: &mut R) {
         let capacity = self.params.max_sampled.min(MAX_STORED_GUARDS);
         while self.listed_count() < self.params.sample_size && self.sampled.len() < capacity {
-            let Some(index) = choice::choose(&pool, Position::Guard, &weights, rng) else {
+            // At most MAX_STORED_GUARDS entries: a scan beats hashing.
+            let held = &self.sampled;
+            let drawn = index.draw(
+                Position::Guard,
+                Candidate::is_guard_eligible,
+                |candidate| !held.iter().any(|entry| entry.id == candidate.id),
+                rng,
+            );
+            let Some(id) = drawn.map(|at| index.candidates()[at].id) else {
                 break;
             };
-            let id = pool[index].id;
-            pool.retain(|candidate| candidate.id != id);
             let lifetime = self.random_lifetime(rng);
             self.sampled.push(GuardEntry {
                 id,

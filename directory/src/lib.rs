@@ -37,8 +37,8 @@ pub use flags::{Flag, Flags};
 pub use guards::{GuardEntry, GuardParams, GuardState, GuardStateError};
 pub use params::{CLOCK_SKEW_SECS, NetParams, Period};
 pub use path::{
-    Candidate, Path, PathConfig, PathError, Position, PositionWeights, select_exit, select_middle,
-    select_path,
+    Candidate, Path, PathConfig, PathError, PathIndex, PathPositions, Position, PositionWeights,
+    select_exit, select_middle, select_path, select_path_positions,
 };
 pub use policy::{ExitSummary, PortRange};
 pub use rules::FormatError;

@@ -1,9 +1,9 @@
 //! Path selection: choosing the guard, middle and exit of a circuit from the
 //! relays of a consensus.
 //!
-//! The input is a slice of [`Candidate`]s, a flat view of the consensus that
-//! carries only what the rules need, so the client and the simulator run
-//! exactly the same code. Nothing here does I/O or reads a clock: time is a
+//! The input is a [`PathIndex`]: the consensus as [`Candidate`]s, a flat
+//! view that carries only what the rules need, prepared once per
+//! consensus, so the client and the simulator run exactly the same code. Nothing here does I/O or reads a clock: time is a
 //! parameter (UNIX seconds) and every random choice comes from the caller's
 //! RNG, so a seeded RNG reproduces every path.
 //!
@@ -12,6 +12,7 @@
 //! and the reasons for this order are in `docs/path-selection.md`.
 
 pub(crate) mod choice;
+mod index;
 mod rules;
 mod weights;
 
@@ -23,6 +24,7 @@ use trine_circuit::RelayId;
 use crate::flags::Flags;
 use crate::guards::GuardState;
 
+pub use index::{PathIndex, REJECTION_TRIES};
 pub use weights::{Position, PositionWeights, WEIGHT_SCALE};
 
 /// One relay as path selection sees it. The consensus converts its entries
@@ -96,31 +98,61 @@ pub enum PathError {
     },
 }
 
-/// Chooses a full path: reconciles `guards` with `candidates` (see
-/// [`GuardState::update`]), takes the first usable guard, then a weighted
-/// exit that fits beside it, then a weighted middle that fits beside both.
+/// Chooses a full path: reconciles `guards` with the consensus in
+/// `index` (see [`GuardState::update`]), takes the first usable guard, then
+/// a weighted exit that fits beside it, then a weighted middle that fits
+/// beside both.
 ///
 /// Only when no exit and middle fit beside the preferred guard at all is
 /// the next usable guard tried. The error is the one met with the
 /// preferred guard.
 pub fn select_path<R: Rng + ?Sized>(
-    candidates: &[Candidate],
+    index: &PathIndex,
     guards: &mut GuardState,
     now: u64,
     rng: &mut R,
     config: &PathConfig,
 ) -> Result<Path, PathError> {
-    guards.update(candidates, now, rng);
-    let weights = PositionWeights::compute(candidates);
+    select_path_positions(index, guards, now, rng, config).map(|chosen| {
+        let id = |position: usize| index.candidates()[position].id;
+        Path {
+            guard: id(chosen.guard),
+            middle: id(chosen.middle),
+            exit: id(chosen.exit),
+        }
+    })
+}
+
+/// A path as positions in [`PathIndex::candidates`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PathPositions {
+    /// Where the guard is.
+    pub guard: usize,
+    /// Where the middle is.
+    pub middle: usize,
+    /// Where the exit is.
+    pub exit: usize,
+}
+
+/// [`select_path`], giving where the relays are in the index rather than
+/// who they are (the simulator looks them up by position).
+pub fn select_path_positions<R: Rng + ?Sized>(
+    index: &PathIndex,
+    guards: &mut GuardState,
+    now: u64,
+    rng: &mut R,
+    config: &PathConfig,
+) -> Result<PathPositions, PathError> {
+    guards.update(index, now, rng);
     let mut first_error = None;
     for guard_id in guards.usable(now) {
-        let listed_guard = candidates
-            .iter()
-            .find(|candidate| candidate.id == guard_id && candidate.is_guard_eligible());
+        let listed_guard = index
+            .position_of(&guard_id)
+            .filter(|&at| index.candidates()[at].is_guard_eligible());
         let Some(guard) = listed_guard else {
             continue;
         };
-        match path_through(candidates, &weights, guard, config, rng) {
+        match path_through(index, guard, config, rng) {
             Ok(path) => return Ok(path),
             Err(error) => {
                 first_error.get_or_insert(error);
@@ -133,15 +165,19 @@ pub fn select_path<R: Rng + ?Sized>(
 /// Chooses an exit, weighted by its exit-position weight, among relays that
 /// may be exits and fit beside every relay in `avoiding`.
 pub fn select_exit<'a, R: Rng + ?Sized>(
-    candidates: &'a [Candidate],
+    index: &'a PathIndex,
     avoiding: &[&Candidate],
     config: &PathConfig,
     rng: &mut R,
 ) -> Result<&'a Candidate, PathError> {
-    let weights = PositionWeights::compute(candidates);
-    let pool = fitting(candidates, Candidate::is_exit_eligible, avoiding, config);
-    choice::choose(&pool, Position::Exit, &weights, rng)
-        .map(|index| pool[index])
+    index
+        .draw(
+            Position::Exit,
+            Candidate::is_exit_eligible,
+            |candidate| fits_beside(candidate, avoiding, config),
+            rng,
+        )
+        .map(|at| &index.candidates()[at])
         .ok_or_else(|| PathError::NoExit {
             avoiding: ids(avoiding),
         })
@@ -150,76 +186,79 @@ pub fn select_exit<'a, R: Rng + ?Sized>(
 /// Chooses a middle, weighted by its middle-position weight, among relays
 /// that may be middles and fit beside every relay in `avoiding`.
 pub fn select_middle<'a, R: Rng + ?Sized>(
-    candidates: &'a [Candidate],
+    index: &'a PathIndex,
     avoiding: &[&Candidate],
     config: &PathConfig,
     rng: &mut R,
 ) -> Result<&'a Candidate, PathError> {
-    let weights = PositionWeights::compute(candidates);
-    let pool = fitting(candidates, Candidate::is_middle_eligible, avoiding, config);
-    choice::choose(&pool, Position::Middle, &weights, rng)
-        .map(|index| pool[index])
+    index
+        .draw(
+            Position::Middle,
+            Candidate::is_middle_eligible,
+            |candidate| fits_beside(candidate, avoiding, config),
+            rng,
+        )
+        .map(|at| &index.candidates()[at])
         .ok_or_else(|| PathError::NoMiddle {
             avoiding: ids(avoiding),
         })
 }
 
-/// The exit and middle for a fixed guard. An exit beside which no middle
-/// fits is dropped and the exit drawn again from the rest, which is the
-/// same as drawing only among exits that leave room for a middle.
+/// The exit and middle for the guard at position `guard`. An exit beside
+/// which no middle fits is set aside and the exit drawn again from the
+/// rest, which is the same as drawing only among exits that leave room for
+/// a middle.
 fn path_through<R: Rng + ?Sized>(
-    candidates: &[Candidate],
-    weights: &PositionWeights,
-    guard: &Candidate,
+    index: &PathIndex,
+    guard: usize,
     config: &PathConfig,
     rng: &mut R,
-) -> Result<Path, PathError> {
-    let mut exits = fitting(candidates, Candidate::is_exit_eligible, &[guard], config);
-    let mut last_exit = None;
-    while let Some(exit_index) = choice::choose(&exits, Position::Exit, weights, rng) {
-        let exit = exits.remove(exit_index);
-        let middles = fitting(
-            candidates,
-            Candidate::is_middle_eligible,
-            &[guard, exit],
-            config,
+) -> Result<PathPositions, PathError> {
+    let candidates = index.candidates();
+    let guard_relay = &candidates[guard];
+    let mut set_aside: Vec<RelayId> = Vec::new();
+    loop {
+        let exit = index.draw(
+            Position::Exit,
+            Candidate::is_exit_eligible,
+            |candidate| {
+                !set_aside.contains(&candidate.id) && fits_beside(candidate, &[guard_relay], config)
+            },
+            rng,
         );
-        if let Some(middle_index) = choice::choose(&middles, Position::Middle, weights, rng) {
-            return Ok(Path {
-                guard: guard.id,
-                middle: middles[middle_index].id,
-                exit: exit.id,
+        let Some(exit) = exit else {
+            return Err(match set_aside.last() {
+                None => PathError::NoExit {
+                    avoiding: vec![guard_relay.id],
+                },
+                Some(exit) => PathError::NoMiddle {
+                    avoiding: vec![guard_relay.id, *exit],
+                },
+            });
+        };
+        let exit_relay = &candidates[exit];
+        let middle = index.draw(
+            Position::Middle,
+            Candidate::is_middle_eligible,
+            |candidate| fits_beside(candidate, &[guard_relay, exit_relay], config),
+            rng,
+        );
+        if let Some(middle) = middle {
+            return Ok(PathPositions {
+                guard,
+                middle,
+                exit,
             });
         }
-        last_exit = Some(exit.id);
+        set_aside.push(exit_relay.id);
     }
-    Err(match last_exit {
-        None => PathError::NoExit {
-            avoiding: vec![guard.id],
-        },
-        Some(exit) => PathError::NoMiddle {
-            avoiding: vec![guard.id, exit],
-        },
-    })
 }
 
-/// The candidates that pass `eligible` and fit beside every relay in
-/// `avoiding`, in consensus order.
-fn fitting<'a>(
-    candidates: &'a [Candidate],
-    eligible: fn(&Candidate) -> bool,
-    avoiding: &[&Candidate],
-    config: &PathConfig,
-) -> Vec<&'a Candidate> {
-    candidates
+/// Whether `candidate` may share a circuit with every relay in `avoiding`.
+fn fits_beside(candidate: &Candidate, avoiding: &[&Candidate], config: &PathConfig) -> bool {
+    avoiding
         .iter()
-        .filter(|candidate| eligible(candidate))
-        .filter(|candidate| {
-            avoiding
-                .iter()
-                .all(|other| !candidate.conflicts_with(other, config))
-        })
-        .collect()
+        .all(|other| !candidate.conflicts_with(other, config))
 }
 
 fn ids(relays: &[&Candidate]) -> Vec<RelayId> {

@@ -12,8 +12,8 @@ use rand_chacha::ChaCha20Rng;
 use trine_circuit::RelayId;
 use trine_directory::path::WEIGHT_SCALE;
 use trine_directory::{
-    Candidate, Flag, Flags, GuardParams, GuardState, Path, PathConfig, PathError, Position,
-    PositionWeights, select_exit, select_middle, select_path,
+    Candidate, Flag, Flags, GuardParams, GuardState, Path, PathConfig, PathError, PathIndex,
+    Position, PositionWeights, select_exit, select_middle, select_path,
 };
 
 const NOW: u64 = 1_700_000_000;
@@ -102,7 +102,14 @@ fn the_same_seed_gives_the_same_paths() {
         let mut guards = GuardState::default();
         let paths: Vec<Path> = (0..300)
             .map(|_| {
-                select_path(&network, &mut guards, NOW, &mut rng, &PathConfig::default()).unwrap()
+                select_path(
+                    &PathIndex::new(network.clone()),
+                    &mut guards,
+                    NOW,
+                    &mut rng,
+                    &PathConfig::default(),
+                )
+                .unwrap()
             })
             .collect();
         (paths, guards.to_bytes())
@@ -117,8 +124,9 @@ fn exits_are_drawn_as_often_as_their_exit_weight_says() {
     let weights = PositionWeights::compute(&network);
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let mut counts = vec![0; network.len()];
+    let index = PathIndex::new(network.clone());
     for _ in 0..DRAWS {
-        let exit = select_exit(&network, &[], &PathConfig::default(), &mut rng).unwrap();
+        let exit = select_exit(&index, &[], &PathConfig::default(), &mut rng).unwrap();
         counts[network.iter().position(|c| c.id == exit.id).unwrap()] += 1;
     }
     let expected: Vec<u128> = network
@@ -151,8 +159,9 @@ fn middles_are_drawn_by_middle_weight_among_relays_that_fit() {
     let config = PathConfig::default();
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     let mut counts = vec![0; network.len()];
+    let index = PathIndex::new(network.clone());
     for _ in 0..DRAWS {
-        let middle = select_middle(&network, &[&guard, &exit], &config, &mut rng).unwrap();
+        let middle = select_middle(&index, &[&guard, &exit], &config, &mut rng).unwrap();
         counts[network.iter().position(|c| c.id == middle.id).unwrap()] += 1;
     }
     let expected: Vec<u128> = network
@@ -174,6 +183,62 @@ fn middles_are_drawn_by_middle_weight_among_relays_that_fit() {
     assert_binomial(&counts, &expected, DRAWS);
 }
 
+/// When almost all middle weight sits beside the guard, most rejection
+/// draws miss and the index falls back to its exact scan: the draw must
+/// still be proportional to weight among the few middles that fit.
+#[test]
+fn middles_are_drawn_by_weight_when_almost_none_fit() {
+    let mut network = mixed_network();
+    let guard = network[20].clone();
+    let exit = network[0].clone();
+    // Every middle but three shares the guard's /16 and has far more weight.
+    for relay in network.iter_mut().skip(28) {
+        relay.addresses = guard.addresses.clone();
+        relay.weight = 1_000_000;
+    }
+    let weights = PositionWeights::compute(&network);
+    let config = PathConfig::default();
+    let index = PathIndex::new(network.clone());
+    let mut rng = ChaCha20Rng::seed_from_u64(9);
+    let mut counts = vec![0; network.len()];
+    for _ in 0..DRAWS {
+        let middle = select_middle(&index, &[&guard, &exit], &config, &mut rng).unwrap();
+        counts[network.iter().position(|c| c.id == middle.id).unwrap()] += 1;
+    }
+    let expected: Vec<u128> = network
+        .iter()
+        .map(|c| {
+            let fits = ![&guard, &exit]
+                .iter()
+                .any(|other| c.conflicts_with(other, &config));
+            if fits {
+                weights.weight_of(c, Position::Middle)
+            } else {
+                0
+            }
+        })
+        .collect();
+    assert_binomial(&counts, &expected, DRAWS);
+}
+
+/// Reconciling a guard state twice with one prepared consensus is the same
+/// as once, and a new consensus without some sampled guard drops it.
+#[test]
+fn repeating_an_update_changes_nothing_until_the_consensus_changes() {
+    let network = mixed_network();
+    let index = PathIndex::new(network.clone());
+    let mut rng = ChaCha20Rng::seed_from_u64(10);
+    let mut guards = GuardState::new(GuardParams::default());
+    guards.update(&index, NOW, &mut rng);
+    let once = guards.clone();
+    guards.update(&index, NOW + 60, &mut rng);
+    assert_eq!(guards, once);
+    let first = guards.entries()[0].id;
+    let without: Vec<Candidate> = network.into_iter().filter(|c| c.id != first).collect();
+    guards.update(&PathIndex::new(without), NOW + 120, &mut rng);
+    assert!(guards.entries().iter().all(|entry| entry.id != first));
+}
+
 #[test]
 fn full_paths_keep_the_primary_guard_and_draw_exits_by_weight() {
     let network = mixed_network();
@@ -183,8 +248,14 @@ fn full_paths_keep_the_primary_guard_and_draw_exits_by_weight() {
     let mut counts = vec![0; network.len()];
     let mut used_guard = None;
     for _ in 0..DRAWS {
-        let path =
-            select_path(&network, &mut guards, NOW, &mut rng, &PathConfig::default()).unwrap();
+        let path = select_path(
+            &PathIndex::new(network.clone()),
+            &mut guards,
+            NOW,
+            &mut rng,
+            &PathConfig::default(),
+        )
+        .unwrap();
         assert_eq!(*used_guard.get_or_insert(path.guard), path.guard);
         counts[network.iter().position(|c| c.id == path.exit).unwrap()] += 1;
     }
@@ -214,7 +285,7 @@ fn guards_are_sampled_by_guard_weight() {
     let mut counts = vec![0; network.len()];
     for _ in 0..DRAWS {
         let mut guards = GuardState::new(params.clone());
-        guards.update(&network, NOW, &mut rng);
+        guards.update(&PathIndex::new(network.clone()), NOW, &mut rng);
         let guard = guards.pick(NOW).unwrap();
         counts[network.iter().position(|c| c.id == guard).unwrap()] += 1;
     }
@@ -276,8 +347,14 @@ fn a_network_without_measured_bandwidth_still_gives_paths() {
     let mut rng = ChaCha20Rng::seed_from_u64(5);
     let mut guards = GuardState::default();
     for _ in 0..50 {
-        let path =
-            select_path(&network, &mut guards, NOW, &mut rng, &PathConfig::default()).unwrap();
+        let path = select_path(
+            &PathIndex::new(network.clone()),
+            &mut guards,
+            NOW,
+            &mut rng,
+            &PathConfig::default(),
+        )
+        .unwrap();
         assert!(path.guard != path.middle && path.middle != path.exit && path.guard != path.exit);
     }
 }
@@ -289,13 +366,25 @@ fn missing_positions_give_typed_errors() {
     let only_middles: Vec<Candidate> = (1..5).map(|n| relay(n, MIDDLE, 10)).collect();
     let mut guards = GuardState::default();
     assert_eq!(
-        select_path(&only_middles, &mut guards, NOW, &mut rng, &config),
+        select_path(
+            &PathIndex::new(only_middles.clone()),
+            &mut guards,
+            NOW,
+            &mut rng,
+            &config
+        ),
         Err(PathError::NoGuards)
     );
     let no_exit = vec![relay(1, GUARD, 10), relay(2, MIDDLE, 10)];
     let mut guards = GuardState::default();
     assert_eq!(
-        select_path(&no_exit, &mut guards, NOW, &mut rng, &config),
+        select_path(
+            &PathIndex::new(no_exit.clone()),
+            &mut guards,
+            NOW,
+            &mut rng,
+            &config
+        ),
         Err(PathError::NoExit {
             avoiding: vec![id(1)]
         })
@@ -303,7 +392,13 @@ fn missing_positions_give_typed_errors() {
     let no_middle = vec![relay(1, GUARD, 10), relay(2, EXIT, 10)];
     let mut guards = GuardState::default();
     assert_eq!(
-        select_path(&no_middle, &mut guards, NOW, &mut rng, &config),
+        select_path(
+            &PathIndex::new(no_middle.clone()),
+            &mut guards,
+            NOW,
+            &mut rng,
+            &config
+        ),
         Err(PathError::NoMiddle {
             avoiding: vec![id(1), id(2)]
         })
@@ -311,7 +406,7 @@ fn missing_positions_give_typed_errors() {
     let mut refusing = relay(3, EXIT, 10);
     refusing.exit_allows_general = false;
     assert!(matches!(
-        select_exit(&[refusing], &[], &config, &mut rng),
+        select_exit(&PathIndex::new(vec![refusing]), &[], &config, &mut rng),
         Err(PathError::NoExit { .. })
     ));
 }
@@ -475,14 +570,14 @@ proptest! {
         let config = PathConfig { enforce_distinct_subnets: subnets };
         let mut rng = ChaCha20Rng::seed_from_u64(draw_seed);
         let mut guards = GuardState::new(GuardParams { sample_size: 4, ..GuardParams::default() });
-        guards.update(&network, NOW, &mut rng);
+        guards.update(&PathIndex::new(network.clone()), NOW, &mut rng);
         let sampled: Vec<RelayId> = guards.entries().iter().map(|e| e.id).collect();
         for (guard, fail) in sampled.iter().zip(&failed) {
             if *fail {
                 guards.mark_failed(*guard, NOW);
             }
         }
-        let result = select_path(&network, &mut guards, NOW, &mut rng, &config);
+        let result = select_path(&PathIndex::new(network.clone()), &mut guards, NOW, &mut rng, &config);
         let usable: Vec<&Candidate> = guards
             .usable(NOW)
             .map(|guard| find(&network, guard))
@@ -521,11 +616,11 @@ proptest! {
         let avoiding: Vec<&Candidate> = avoid.iter().map(|&n| &network[n % size]).collect();
         let fits = |c: &Candidate| avoiding.iter().all(|a| reference::apart(c, a, true));
         let mut rng = ChaCha20Rng::seed_from_u64(draw_seed);
-        match select_exit(&network, &avoiding, &config, &mut rng) {
+        match select_exit(&PathIndex::new(network.clone()), &avoiding, &config, &mut rng) {
             Ok(exit) => prop_assert!(reference::exit_ok(exit) && fits(exit)),
             Err(_) => prop_assert!(!network.iter().any(|c| reference::exit_ok(c) && fits(c))),
         }
-        match select_middle(&network, &avoiding, &config, &mut rng) {
+        match select_middle(&PathIndex::new(network.clone()), &avoiding, &config, &mut rng) {
             Ok(middle) => prop_assert!(reference::middle_ok(middle) && fits(middle)),
             Err(_) => prop_assert!(!network.iter().any(|c| reference::middle_ok(c) && fits(c))),
         }

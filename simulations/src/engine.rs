@@ -1,16 +1,21 @@
 //! Engine 1, path security: every client keeps a shipped `GuardState` and
-//! builds every circuit with the shipped `select_path`, over event-driven
-//! simulated time (consensuses, relay churn, circuit builds), and the run
-//! records which circuits the adversary sees both ends of.
+//! builds every circuit with the shipped `select_path`, over simulated time
+//! that jumps from event to event (consensus publications, relay joins and
+//! leaves, each client's circuit builds, arrivals and departures), and the
+//! run records which circuits the adversary sees both ends of. Clients are
+//! independent between two consensuses, so each period runs them in
+//! parallel (rayon) with results that do not depend on the thread count.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::{BTreeMap, HashMap};
 
-use rand::SeedableRng;
+use foldhash::fast::RandomState;
+
+use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use trine_circuit::RelayId;
 use trine_directory::{
-    Candidate, GuardParams, GuardState, PathConfig, Position, PositionWeights, select_path,
+    GuardParams, GuardState, PathConfig, PathIndex, Position, select_path_positions,
 };
 
 use crate::dist;
@@ -34,7 +39,7 @@ pub struct ClientResult {
     pub compromised: u64,
     /// Circuits through an adversary guard.
     pub adversary_guard: u64,
-    /// Seconds from the start to the first compromised circuit.
+    /// Seconds from the client's arrival to its first compromised circuit.
     pub first_compromise: Option<u64>,
     /// Whether its guard set ever held an adversary relay.
     pub exposed: bool,
@@ -79,52 +84,75 @@ pub struct RunResult {
     pub events: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Event {
-    Consensus,
-    Join,
-    Leave,
-    Circuit(u32),
-}
-
-struct Client {
-    guards: GuardState,
-    rng: ChaCha8Rng,
-    result: ClientResult,
-}
-
-/// The event queue: earliest time first, then order of scheduling.
-struct Queue {
-    heap: BinaryHeap<Reverse<(u64, u64, Event)>>,
-    serial: u64,
-    end: u64,
-}
-
-impl Queue {
-    fn push(&mut self, at: u64, event: Event) {
-        if at < self.end {
-            self.heap.push(Reverse((at, self.serial, event)));
-            self.serial += 1;
-        }
-    }
-
-    /// Schedules `event` after an exponential wait at `rate` per second.
-    fn after_exponential(&mut self, now: u64, rate: f64, event: Event, rng: &mut ChaCha8Rng) {
-        if let Some(wait) = dist::exponential(rate, rng) {
-            // Waits are far below 2^64 seconds; `as` saturates otherwise.
-            self.push(now + wait.ceil().max(1.0) as u64, event);
-        }
-    }
-}
-
 /// Runs Engine 1 for `scenario` with `seed`. Deterministic: the network
 /// and every client draw from their own ChaCha8 streams of the seed. Fails
-/// only when an imported relay population cannot be read.
+/// only when the relay population cannot be made (an unreadable import,
+/// an adversary that does not fit the network).
 pub fn run(scenario: &Scenario, seed: u64) -> Result<RunResult, SimError> {
     run_with_progress(scenario, seed, &Progress::new())
 }
 
+/// Per-relay totals, keyed fast (the run only reads them out sorted).
+type IdMap = HashMap<RelayId, u64, RandomState>;
+
+/// One client between its arrival and departure.
+struct Client {
+    guards: GuardState,
+    rng: ChaCha8Rng,
+    /// When it builds its next circuit.
+    next_circuit: u64,
+    /// When it arrives and when it leaves (the end of the run if it stays).
+    arrives: u64,
+    departs: u64,
+    /// Guards sampled at or after this time have not been looked at yet.
+    unchecked_since: u64,
+    result: ClientResult,
+}
+
+/// What a share of the clients built in one consensus period, by relay
+/// position in that consensus and by day.
+struct Tally {
+    guards: Vec<u64>,
+    exits: Vec<u64>,
+    days: Vec<DayResult>,
+}
+
+impl Tally {
+    fn new(relays: usize, days: usize) -> Self {
+        Self {
+            guards: vec![0; relays],
+            exits: vec![0; relays],
+            days: vec![DayResult::default(); days],
+        }
+    }
+
+    /// Adds `other` (of the same consensus) to this one.
+    fn add(&mut self, other: &Self) {
+        for (total, count) in self.guards.iter_mut().zip(&other.guards) {
+            *total += count;
+        }
+        for (total, count) in self.exits.iter_mut().zip(&other.exits) {
+            *total += count;
+        }
+        for (total, day) in self.days.iter_mut().zip(&other.days) {
+            total.circuits += day.circuits;
+            total.compromised += day.compromised;
+        }
+    }
+}
+
+/// Clients are processed in this many fixed shares, whatever the number
+/// of threads, so sums are taken in the same order on every machine.
+const SHARES: usize = 16;
+
 /// [`run`], advancing `progress` (in simulated seconds) as it goes.
+///
+/// Time is cut at the consensus publications. Between two of them the
+/// network is fixed and every client is independent of every other: each
+/// has its own guard state and ChaCha8 stream, so the clients of a period
+/// run in parallel and the result does not depend on the number of
+/// threads. Relay churn between two publications is applied, in time
+/// order, before the later one.
 pub fn run_with_progress(
     scenario: &Scenario,
     seed: u64,
@@ -134,145 +162,221 @@ pub fn run_with_progress(
     let mut network = Network::initial(scenario, &mut network_rng)?;
     let end = START + (scenario.time.days * DAY).round() as u64;
     progress.start(end - START);
-    let mut reported = START;
-    let mut queue = Queue {
-        heap: BinaryHeap::new(),
-        serial: 0,
-        end,
-    };
-    let mut clients: Vec<Client> = (0..scenario.clients.count)
-        .map(|index| Client {
-            guards: GuardState::new(GuardParams::default()),
-            rng: stream(seed, u64::from(index)),
-            result: ClientResult::default(),
-        })
-        .collect();
+    let params = scenario.clients.guards.params();
     let circuit_rate = scenario.clients.circuits_per_hour / HOUR;
+    let mut clients: Vec<Client> = (0..scenario.clients.count)
+        .map(|index| Client::arriving(scenario, &params, stream(seed, u64::from(index)), end))
+        .collect();
     let churn = &scenario.relays.churn;
-    queue.push(START, Event::Consensus);
-    queue.after_exponential(
-        START,
-        churn.join_per_day / DAY,
-        Event::Join,
-        &mut network_rng,
-    );
-    queue.after_exponential(
-        START,
-        churn.leave_per_day / DAY,
-        Event::Leave,
-        &mut network_rng,
-    );
-    for (index, client) in (0u32..).zip(clients.iter_mut()) {
-        queue.after_exponential(START, circuit_rate, Event::Circuit(index), &mut client.rng);
-    }
+    let (join_rate, leave_rate) = (churn.join_per_day / DAY, churn.leave_per_day / DAY);
+    let mut next_join = after_exponential(START, join_rate, &mut network_rng);
+    let mut next_leave = after_exponential(START, leave_rate, &mut network_rng);
 
     let consensus_step = (scenario.time.consensus_hours * HOUR).round().max(1.0) as u64;
-    let day_count = (end - START).div_ceil(86_400) as usize;
-    let mut days = vec![DayResult::default(); day_count.max(1)];
-    let mut consensus: Vec<Candidate> = Vec::new();
+    let day_count = ((end - START).div_ceil(86_400) as usize).max(1);
+    let mut days = vec![DayResult::default(); day_count];
+    let mut guard_counts = IdMap::default();
+    let mut exit_counts = IdMap::default();
     let mut first = None;
-    let mut counts = Counts::default();
-    let mut events = 0;
+    let mut last_relays = 0;
+    let mut events = 0u64;
     let config = PathConfig::default();
+    let share_size = clients.len().div_ceil(SHARES).max(1);
 
-    while let Some(Reverse((now, _, event))) = queue.heap.pop() {
-        events += 1;
-        progress.advance(now - reported);
-        reported = now;
-        match event {
-            Event::Consensus => {
-                consensus = network.candidates().to_vec();
-                first.get_or_insert_with(|| consensus_stats(&consensus, &network));
-                queue.push(now + consensus_step, Event::Consensus);
-            }
-            Event::Join => {
+    let mut published = START;
+    while published < end {
+        // Churn up to and including the publication time, in time order.
+        while next_join.min(next_leave) <= published {
+            events += 1;
+            if next_join <= next_leave {
                 network.join(&mut network_rng);
-                queue.after_exponential(
-                    now,
-                    churn.join_per_day / DAY,
-                    Event::Join,
-                    &mut network_rng,
-                );
-            }
-            Event::Leave => {
+                next_join = after_exponential(next_join, join_rate, &mut network_rng);
+            } else {
                 network.leave(&mut network_rng);
-                let rate = churn.leave_per_day / DAY;
-                queue.after_exponential(now, rate, Event::Leave, &mut network_rng);
-            }
-            Event::Circuit(index) => {
-                let Some(client) = clients.get_mut(index as usize) else {
-                    continue;
-                };
-                let day = &mut days[((now - START) / 86_400) as usize];
-                build_circuit(client, &consensus, &network, &config, now, day, &mut counts);
-                queue.after_exponential(now, circuit_rate, event, &mut client.rng);
+                next_leave = after_exponential(next_leave, leave_rate, &mut network_rng);
             }
         }
+        events += 1;
+        let index = PathIndex::new(network.candidates().to_vec());
+        first.get_or_insert_with(|| consensus_stats(&index, &network));
+        last_relays = index.candidates().len();
+        let adversary: Vec<bool> = index
+            .candidates()
+            .iter()
+            .map(|relay| network.is_adversary(&relay.id))
+            .collect();
+        let until = published.saturating_add(consensus_step).min(end);
+        let period = Period {
+            index: &index,
+            adversary: &adversary,
+            network: &network,
+            config: &config,
+            circuit_rate,
+            until,
+        };
+        let tallies: Vec<Tally> = clients
+            .par_chunks_mut(share_size)
+            .map(|share| {
+                let mut tally = Tally::new(adversary.len(), day_count);
+                for client in share {
+                    period.advance(client, &mut tally);
+                }
+                tally
+            })
+            .collect();
+        let mut period_total = Tally::new(adversary.len(), day_count);
+        for tally in tallies {
+            period_total.add(&tally);
+        }
+        for (total, day) in days.iter_mut().zip(&period_total.days) {
+            total.circuits += day.circuits;
+            total.compromised += day.compromised;
+        }
+        add_counts(&mut guard_counts, &index, &period_total.guards);
+        add_counts(&mut exit_counts, &index, &period_total.exits);
+        progress.advance(until - published);
+        published = until;
     }
 
     let (adversary_guard_share, adversary_exit_share, exit_entropy, first_relays) =
         first.unwrap_or_default();
+    let clients: Vec<ClientResult> = clients.into_iter().map(|client| client.result).collect();
+    events += clients.iter().map(|c| c.circuits + c.failures).sum::<u64>();
     Ok(RunResult {
-        clients: clients.into_iter().map(|client| client.result).collect(),
+        clients,
         days,
-        exit_counts: counts.exits,
-        guard_counts: counts.guards,
+        exit_counts: exit_counts.into_iter().collect(),
+        guard_counts: guard_counts.into_iter().collect(),
         adversary_guard_share,
         adversary_exit_share,
         exit_entropy,
-        relays: (first_relays, consensus.len()),
+        relays: (first_relays, last_relays),
         events,
     })
 }
 
-/// Circuits per relay in the guard and exit positions.
-#[derive(Default)]
-struct Counts {
-    guards: BTreeMap<RelayId, u64>,
-    exits: BTreeMap<RelayId, u64>,
+/// `at` plus an exponential wait at `rate` per second, in whole seconds
+/// and at least one; `u64::MAX` (never) when the rate is 0.
+fn after_exponential(at: u64, rate: f64, rng: &mut ChaCha8Rng) -> u64 {
+    match dist::exponential(rate, rng) {
+        // Waits are far below 2^64 seconds; `as` saturates otherwise.
+        Some(wait) => at.saturating_add(wait.ceil().max(1.0) as u64),
+        None => u64::MAX,
+    }
 }
 
-/// One circuit for `client` at `now` through the shipped path selection.
-fn build_circuit(
-    client: &mut Client,
-    consensus: &[Candidate],
-    network: &Network,
-    config: &PathConfig,
-    now: u64,
-    day: &mut DayResult,
-    counts: &mut Counts,
-) {
-    let result = &mut client.result;
-    match select_path(consensus, &mut client.guards, now, &mut client.rng, config) {
-        Ok(path) => {
-            result.circuits += 1;
-            day.circuits += 1;
-            *counts.guards.entry(path.guard).or_insert(0) += 1;
-            *counts.exits.entry(path.exit).or_insert(0) += 1;
-            let bad_guard = network.is_adversary(&path.guard);
-            if bad_guard {
-                result.adversary_guard += 1;
-            }
-            if bad_guard && network.is_adversary(&path.exit) {
-                result.compromised += 1;
-                day.compromised += 1;
-                result.first_compromise.get_or_insert(now - START);
-            }
+/// Adds per-position counts of one consensus to the per-relay totals.
+fn add_counts(totals: &mut IdMap, index: &PathIndex, counts: &[u64]) {
+    for (relay, &count) in index.candidates().iter().zip(counts) {
+        if count > 0 {
+            *totals.entry(relay.id).or_insert(0) += count;
         }
-        Err(_) => result.failures += 1,
     }
-    if !result.exposed {
-        result.exposed = client
-            .guards
-            .entries()
-            .iter()
-            .any(|entry| network.is_adversary(&entry.id));
+}
+
+impl Client {
+    /// A client with its own stream: draws its arrival, its departure and
+    /// its first circuit time, in that order.
+    fn arriving(scenario: &Scenario, params: &GuardParams, mut rng: ChaCha8Rng, end: u64) -> Self {
+        let spec = &scenario.clients;
+        let spread = (spec.arrive_over_days * DAY).round() as u64;
+        let arrives = START
+            + if spread > 0 {
+                rng.gen_range(0..spread)
+            } else {
+                0
+            };
+        let departs = match spec.mean_stay_days {
+            Some(mean) => after_exponential(arrives, 1.0 / (mean * DAY), &mut rng).min(end),
+            None => end,
+        };
+        let next_circuit = after_exponential(arrives, spec.circuits_per_hour / HOUR, &mut rng);
+        Self {
+            guards: GuardState::new(params.clone()),
+            rng,
+            next_circuit,
+            arrives,
+            departs,
+            unchecked_since: 0,
+            result: ClientResult::default(),
+        }
     }
-    if !result.primary_exposed {
-        result.primary_exposed = client
-            .guards
-            .primary(now)
-            .any(|entry| network.is_adversary(&entry.id));
+}
+
+/// One consensus period: the network as published, and what the clients
+/// share while they build their circuits in it.
+struct Period<'a> {
+    index: &'a PathIndex,
+    /// Per relay of `index`: whether it is the adversary's.
+    adversary: &'a [bool],
+    network: &'a Network,
+    config: &'a PathConfig,
+    circuit_rate: f64,
+    /// The end of the period (exclusive).
+    until: u64,
+}
+
+impl Period<'_> {
+    /// Builds every circuit `client` makes in this period.
+    fn advance(&self, client: &mut Client, tally: &mut Tally) {
+        while client.next_circuit < self.until && client.next_circuit < client.departs {
+            let now = client.next_circuit;
+            self.build_circuit(client, now, tally);
+            client.next_circuit = after_exponential(now, self.circuit_rate, &mut client.rng);
+        }
+    }
+
+    /// One circuit for `client` at `now` through the shipped path selection.
+    fn build_circuit(&self, client: &mut Client, now: u64, tally: &mut Tally) {
+        let day = &mut tally.days[((now - START) / 86_400) as usize];
+        let result = &mut client.result;
+        let chosen = select_path_positions(
+            self.index,
+            &mut client.guards,
+            now,
+            &mut client.rng,
+            self.config,
+        );
+        match chosen {
+            Ok(path) => {
+                result.circuits += 1;
+                day.circuits += 1;
+                tally.guards[path.guard] += 1;
+                tally.exits[path.exit] += 1;
+                let bad_guard = self.adversary[path.guard];
+                let bad_exit = self.adversary[path.exit];
+                if bad_guard {
+                    result.adversary_guard += 1;
+                }
+                if bad_guard && bad_exit {
+                    result.compromised += 1;
+                    day.compromised += 1;
+                    result.first_compromise.get_or_insert(now - client.arrives);
+                }
+            }
+            Err(_) => result.failures += 1,
+        }
+        // Guards only join the sample (at its end, stamped with the time
+        // they were sampled), so only those sampled since the last look
+        // can newly expose the client.
+        if !result.exposed {
+            let since = client.unchecked_since;
+            result.exposed = client
+                .guards
+                .entries()
+                .iter()
+                .filter(|entry| entry.added_at >= since)
+                .any(|entry| self.network.is_adversary(&entry.id));
+            client.unchecked_since = now;
+        }
+        // The primary guards are sampled guards: none can be the
+        // adversary's before the client is exposed.
+        if result.exposed && !result.primary_exposed {
+            result.primary_exposed = client
+                .guards
+                .primary(now)
+                .any(|entry| self.network.is_adversary(&entry.id));
+        }
     }
 }
 
@@ -280,8 +384,9 @@ type ConsensusStats = (f64, f64, (f64, f64), usize);
 
 /// The adversary's guard and exit weight shares and the exit entropy of
 /// one consensus.
-fn consensus_stats(consensus: &[Candidate], network: &Network) -> ConsensusStats {
-    let weights = PositionWeights::compute(consensus);
+fn consensus_stats(index: &PathIndex, network: &Network) -> ConsensusStats {
+    let consensus = index.candidates();
+    let weights = index.weights();
     let share = |position: Position| {
         let (mut ours, mut total) = (0u128, 0u128);
         for relay in consensus {

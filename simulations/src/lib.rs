@@ -18,7 +18,7 @@ pub mod progress;
 pub mod scenario;
 
 pub use engine::{RunResult, run, run_with_progress};
-pub use progress::Progress;
 pub use error::SimError;
 pub use network::Network;
+pub use progress::Progress;
 pub use scenario::{EXAMPLE, Scenario};

@@ -6,6 +6,8 @@
 mod adversary;
 
 use std::collections::HashSet;
+
+use foldhash::fast::RandomState;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use rand::Rng;
@@ -18,15 +20,19 @@ use crate::error::SimError;
 use crate::import::{self, ImportedRelay};
 use crate::scenario::{AdversarySpec, GeneratedRelays, RelaySource, Scenario};
 
+/// A set of relays, hashed fast (looked up for every relay at each
+/// consensus and every departure).
+type IdSet = HashSet<RelayId, RandomState>;
+
 /// Every relay currently in the network, in consensus order, and which of
 /// them (ever) belong to the adversary.
 #[derive(Debug, Clone)]
 pub struct Network {
     relays: Vec<Candidate>,
-    adversary: HashSet<RelayId>,
+    adversary: IdSet,
     next_index: u64,
     /// Identities of imported relays, never given to a new relay.
-    reserved: HashSet<RelayId>,
+    reserved: IdSet,
     joins: Joins,
 }
 
@@ -66,9 +72,9 @@ impl Network {
     ) -> Result<Self, SimError> {
         let mut network = Self {
             relays: Vec::new(),
-            adversary: HashSet::new(),
+            adversary: IdSet::default(),
             next_index: 0,
-            reserved: HashSet::new(),
+            reserved: IdSet::default(),
             joins: Joins::Generated(spec.clone()),
         };
         for _ in 0..spec.count {
@@ -105,7 +111,7 @@ impl Network {
         let free: Vec<u32> = (0..1 << 16).filter(|n| !used.contains(n)).collect();
         let mut network = Self {
             relays: relays.clone(),
-            adversary: HashSet::new(),
+            adversary: IdSet::default(),
             next_index: 0,
             reserved: relays.iter().map(|relay| relay.id).collect(),
             joins: Joins::Resample(relays),

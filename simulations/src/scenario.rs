@@ -7,6 +7,8 @@ mod relays;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use trine_directory::GuardParams;
+use trine_directory::guards::MAX_STORED_GUARDS;
 
 use crate::error::SimError;
 
@@ -42,10 +44,94 @@ pub struct TimeSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSpec {
-    /// Number of clients, all present for the whole span.
+    /// Number of clients.
     pub count: u32,
     /// New circuits per hour per client (a Poisson process).
     pub circuits_per_hour: f64,
+    /// Each client arrives at a uniformly drawn time in the first this many
+    /// days (0, the default: every client is there from the start).
+    #[serde(default)]
+    pub arrive_over_days: f64,
+    /// Each client leaves for good after an exponentially drawn stay with
+    /// this mean, in days; absent: it stays to the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_stay_days: Option<f64>,
+    /// The clients' guard settings, as in the client's `GuardParams`.
+    #[serde(default)]
+    pub guards: GuardSpec,
+}
+
+/// Guard settings of every client (the shipped defaults unless given).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardSpec {
+    /// Usable sampled guards the client tops up to.
+    pub sample_size: u32,
+    /// Most sampled guards held, usable or not.
+    pub max_sampled: u32,
+    /// How many of the first usable sampled guards are primary.
+    pub primary_count: u32,
+    /// Shortest lifetime of a sampled guard, days.
+    pub min_lifetime_days: f64,
+    /// Longest lifetime of a sampled guard, days.
+    pub max_lifetime_days: f64,
+}
+
+impl Default for GuardSpec {
+    fn default() -> Self {
+        let params = GuardParams::default();
+        let days = |seconds: u64| seconds as f64 / 86_400.0;
+        Self {
+            // The defaults are small; the casts cannot truncate.
+            sample_size: params.sample_size as u32,
+            max_sampled: params.max_sampled as u32,
+            primary_count: params.primary_count as u32,
+            min_lifetime_days: days(params.min_lifetime),
+            max_lifetime_days: days(params.max_lifetime),
+        }
+    }
+}
+
+impl GuardSpec {
+    /// The client's guard parameters with these settings (retry delays as
+    /// shipped: the simulator has no failing relays).
+    pub fn params(&self) -> GuardParams {
+        let seconds = |days: f64| (days * 86_400.0).round() as u64;
+        GuardParams {
+            sample_size: self.sample_size as usize,
+            max_sampled: self.max_sampled as usize,
+            primary_count: self.primary_count as usize,
+            min_lifetime: seconds(self.min_lifetime_days),
+            max_lifetime: seconds(self.max_lifetime_days),
+            ..GuardParams::default()
+        }
+    }
+
+    fn check(&self) -> Result<(), SimError> {
+        at_least_one("clients.guards.sample_size", self.sample_size)?;
+        at_least_one("clients.guards.primary_count", self.primary_count)?;
+        if self.max_sampled < self.sample_size || self.max_sampled as usize > MAX_STORED_GUARDS {
+            return invalid(
+                "clients.guards.max_sampled",
+                &format!("must be between sample_size and {MAX_STORED_GUARDS}"),
+            );
+        }
+        if self.primary_count > self.sample_size {
+            return invalid(
+                "clients.guards.primary_count",
+                "must be at most sample_size",
+            );
+        }
+        positive("clients.guards.min_lifetime_days", self.min_lifetime_days)?;
+        positive("clients.guards.max_lifetime_days", self.max_lifetime_days)?;
+        if self.max_lifetime_days < self.min_lifetime_days {
+            return invalid(
+                "clients.guards.max_lifetime_days",
+                "must be at least min_lifetime_days",
+            );
+        }
+        Ok(())
+    }
 }
 
 /// The adversary's relays. They never leave.
@@ -125,6 +211,15 @@ leave_per_day = 5.0
 [clients]
 count = 200
 circuits_per_hour = 6.0 # Poisson; one circuit every 10 minutes on average
+# arrive_over_days = 0.0   # optional: arrivals uniform over the first N days
+# mean_stay_days = 30.0    # optional: exponential stay, then the client leaves
+
+# [clients.guards]         # optional: the client's guard settings (defaults
+# sample_size = 20         # as shipped)
+# max_sampled = 40
+# primary_count = 3
+# min_lifetime_days = 60.0
+# max_lifetime_days = 120.0
 
 [adversary]
 kind = "added"          # new relays bought with a bandwidth budget
@@ -191,6 +286,14 @@ impl Scenario {
         )?;
         at_least_one("clients.count", self.clients.count)?;
         positive("clients.circuits_per_hour", self.clients.circuits_per_hour)?;
+        non_negative("clients.arrive_over_days", self.clients.arrive_over_days)?;
+        if self.clients.arrive_over_days > self.time.days {
+            invalid("clients.arrive_over_days", "must be at most time.days")?;
+        }
+        if let Some(stay) = self.clients.mean_stay_days {
+            positive("clients.mean_stay_days", stay)?;
+        }
+        self.clients.guards.check()?;
         match self.adversary {
             AdversarySpec::Added {
                 guard_fraction,

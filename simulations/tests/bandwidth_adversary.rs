@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use trine_circuit::RelayId;
-use trine_directory::{PathConfig, Position, PositionWeights, select_exit};
+use trine_directory::{PathConfig, PathIndex, Position, PositionWeights, select_exit};
 use trine_sim::{Network, Scenario, SimError};
 
 use common::{adversary_share, assert_binomial, owned};
@@ -139,11 +139,12 @@ fn exit_draws_match_the_actual_exit_share() {
     let network = network(&generated(0.0, 0.2), 13);
     let p = adversary_share(&network, Position::Exit, &[]);
     let mut rng = ChaCha8Rng::seed_from_u64(14);
+    let index = PathIndex::new(network.candidates().to_vec());
     let config = PathConfig::default();
     let draws = 20_000;
     let mut hits = 0;
     for _ in 0..draws {
-        let exit = select_exit(network.candidates(), &[], &config, &mut rng).unwrap();
+        let exit = select_exit(&index, &[], &config, &mut rng).unwrap();
         hits += u64::from(network.is_adversary(&exit.id));
     }
     assert_binomial("adversary exits", hits, draws, p);

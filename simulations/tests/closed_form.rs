@@ -6,7 +6,7 @@ mod common;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use trine_directory::{PathConfig, Position, PositionWeights, select_exit};
+use trine_directory::{PathConfig, PathIndex, Position, PositionWeights, select_exit};
 use trine_sim::Network;
 
 use common::{assert_binomial, small};
@@ -39,11 +39,12 @@ fn adversary_exit_fraction_matches_its_exit_weight() {
     let p = exit_share(&network);
     assert!(p > 0.01 && p < 0.99, "degenerate share {p}");
     let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let index = PathIndex::new(network.candidates().to_vec());
     let config = PathConfig::default();
     let draws = 20_000;
     let mut hits = 0;
     for _ in 0..draws {
-        let exit = select_exit(network.candidates(), &[], &config, &mut rng)
+        let exit = select_exit(&index, &[], &config, &mut rng)
             .unwrap_or_else(|error| panic!("no exit: {error}"));
         hits += u64::from(network.is_adversary(&exit.id));
     }
@@ -55,13 +56,14 @@ fn at_least_one_compromised_among_c_circuits() {
     let network = network(21);
     let p = exit_share(&network);
     let mut rng = ChaCha8Rng::seed_from_u64(22);
+    let index = PathIndex::new(network.candidates().to_vec());
     let config = PathConfig::default();
     let (clients, circuits) = (2_000u64, 8);
     let mut compromised_clients = 0;
     for _ in 0..clients {
         let mut any = false;
         for _ in 0..circuits {
-            let exit = select_exit(network.candidates(), &[], &config, &mut rng)
+            let exit = select_exit(&index, &[], &config, &mut rng)
                 .unwrap_or_else(|error| panic!("no exit: {error}"));
             any |= network.is_adversary(&exit.id);
         }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use rand::rngs::OsRng;
 use trine_circuit::{HopSpec, RelayId};
-use trine_directory::path::{Candidate, PathConfig, PathError, select_path};
+use trine_directory::path::{Candidate, PathConfig, PathError, PathIndex, select_path};
 use trine_directory::{GuardParams, GuardState, RelayEntry, VerifiedConsensus};
 use trine_node::cache::ConsensusStore;
 
@@ -111,17 +111,11 @@ impl Planner {
             .held()
             .filter(|c| c.is_usable(now))
             .ok_or(PlanError::NoConsensus)?;
-        let candidates: Vec<Candidate> = consensus.relays().iter().map(Candidate::from).collect();
+        let index = PathIndex::new(consensus.relays().iter().map(Candidate::from).collect());
         // Up to 9 draws for a path clear of `avoid`; else the last one.
         let mut draws = 0;
         let path = loop {
-            let path = select_path(
-                &candidates,
-                &mut self.guards,
-                now,
-                &mut OsRng,
-                &self.path_config,
-            )?;
+            let path = select_path(&index, &mut self.guards, now, &mut OsRng, &self.path_config)?;
             draws += 1;
             let clear = !avoid.contains(&path.exit) && !avoid.contains(&path.middle);
             if clear || draws == 9 {

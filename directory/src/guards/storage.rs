@@ -105,7 +105,11 @@ impl GuardState {
             }
             sampled.push(entry);
         }
-        Ok(Self { params, sampled })
+        Ok(Self {
+            params,
+            sampled,
+            reconciled: None,
+        })
     }
 }
 
