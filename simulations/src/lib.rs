@@ -8,17 +8,19 @@
 //! consensus. Same scenario and seed, same bytes out. See
 //! `docs/simulator.md`.
 
+pub mod aggregate;
 pub mod dist;
 pub mod engine;
 pub mod error;
 pub mod import;
 pub mod network;
 pub mod output;
+pub mod plot;
 pub mod progress;
 pub mod scenario;
 
 pub use engine::{RunResult, run, run_with_progress};
-pub use progress::Progress;
 pub use error::SimError;
 pub use network::Network;
+pub use progress::Progress;
 pub use scenario::{EXAMPLE, Scenario};
