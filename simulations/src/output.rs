@@ -251,10 +251,7 @@ fn headline(result: &RunResult, summary: &Summary) -> Vec<(&'static str, Number)
 
 /// A `summary.json`: the software, `run` (how the run is named: its seed
 /// or seeds), the engine, then each of `numbers` as written by `write`.
-pub(crate) fn summary_json<T: AsRef<str>>(
-    run: &[(&str, String)],
-    numbers: &[(&'static str, T)],
-) -> String {
+pub(crate) fn summary_json(run: &[(&str, String)], numbers: &[(&str, String)]) -> String {
     let mut fields = vec![("software", format!("\"trine-sim {VERSION}\""))];
     fields.extend(run.iter().map(|(key, value)| (*key, value.clone())));
     fields.push(("engine", "\"path-security\"".to_owned()));
@@ -264,7 +261,7 @@ pub(crate) fn summary_json<T: AsRef<str>>(
         .chain(
             numbers
                 .iter()
-                .map(|(key, value)| format!("  \"{key}\": {}", value.as_ref())),
+                .map(|(key, value)| format!("  \"{key}\": {value}")),
         )
         .collect();
     format!("{{\n{}\n}}\n", body.join(",\n"))
