@@ -117,6 +117,7 @@ fn run_seeds(
     shown: &Shown,
 ) -> anyhow::Result<Vec<SeedRun>> {
     let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(seeds.len());
@@ -136,13 +137,17 @@ fn run_seeds(
             .map(|_| {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
-                    loop {
+                    // After a failure no new seed starts: its error ends the command.
+                    while !failed.load(Ordering::Relaxed) {
                         let index = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&seed) = seeds.get(index) else {
-                            return mine;
+                            break;
                         };
-                        mine.push((index, run_one(index, seed)));
+                        let run = run_one(index, seed);
+                        failed.fetch_or(run.is_err(), Ordering::Relaxed);
+                        mine.push((index, run));
                     }
+                    mine
                 })
             })
             .collect();

@@ -9,7 +9,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use trine_sim::aggregate::{estimate, t_975};
+use trine_sim::SimError;
+use trine_sim::aggregate::{Column, Table, across, estimate, t_975};
+use trine_sim::plot::{self, Figure, Series};
 
 const SEEDS: [u64; 3] = [11, 12, 13];
 
@@ -316,4 +318,70 @@ fn t_interval_matches_known_quantiles() {
     let cut = estimate(&[0.0, 0.0, 0.1]).of_fraction();
     assert_eq!(cut.low, 0.0);
     assert!(cut.mean > 0.0 && cut.high < 1.0);
+}
+
+fn table(x: Vec<f64>, values: Vec<f64>) -> Table<f64> {
+    Table {
+        figure: Figure {
+            name: "test_table",
+            title: "test",
+            x_label: "x",
+            y_label: "y",
+        },
+        x_name: "x",
+        x,
+        columns: vec![Column {
+            name: "y",
+            label: "y",
+            values,
+        }],
+    }
+}
+
+#[test]
+fn tables_on_other_grids_are_not_aggregated() {
+    let a = table(vec![0.0, 1.0], vec![0.2, 0.4]);
+    let b = table(vec![0.0, 2.0], vec![0.4, 0.6]);
+    let short = table(vec![0.0, 1.0], vec![0.4]);
+    for other in [&b, &short] {
+        match across(&[&a, other]) {
+            Err(SimError::Unaligned { table }) => assert_eq!(table, "test_table"),
+            result => panic!("aggregated: {result:?}"),
+        }
+    }
+    assert!(matches!(across(&[]), Err(SimError::Unaligned { .. })));
+    let both = across(&[&a, &table(vec![0.0, 1.0], vec![0.4, 0.6])]).unwrap();
+    let means: Vec<f64> = both.columns[0].values.iter().map(|e| e.mean).collect();
+    assert!((means[0] - 0.3).abs() < 1e-12 && (means[1] - 0.5).abs() < 1e-12);
+}
+
+#[test]
+fn a_band_must_have_a_bound_pair_per_point() {
+    let dir = common::scratch("band-mismatch");
+    plot::use_font(Path::new(plot::DEFAULT_FONT)).unwrap();
+    let figure = Figure {
+        name: "bad_band",
+        title: "t",
+        x_label: "x",
+        y_label: "y",
+    };
+    let series = Series {
+        label: "line".to_owned(),
+        points: vec![(0.0, 0.1), (1.0, 0.2)],
+        band: Some(vec![(0.0, 0.2)]),
+    };
+    match plot::fractions(&dir, &figure, std::slice::from_ref(&series)) {
+        Err(SimError::Plot { reason, .. }) => {
+            assert!(reason.contains("1 band bounds for 2 points"))
+        }
+        result => panic!("drawn: {result:?}"),
+    }
+    assert!(!dir.join("bad_band.svg").exists());
+    let fixed = Series {
+        band: Some(vec![(0.0, 0.2), (0.1, 0.3)]),
+        ..series
+    };
+    plot::fractions(&dir, &figure, &[fixed]).unwrap();
+    assert!(dir.join("bad_band.png").exists());
+    let _ = std::fs::remove_dir_all(&dir);
 }
