@@ -31,9 +31,10 @@ enum Command {
         /// Seed of every random draw (of the first run, with --seeds).
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Runs with seeds SEED, SEED+1, …: each into OUT/seed-N/ when more
-        /// than one, with their means and 95% intervals in OUT.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        /// Runs with seeds SEED, SEED+1, … (1 to 1000 of them): each into
+        /// OUT/seed-N/ when more than one, with their means and 95%
+        /// intervals in OUT.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
         seeds: u64,
         /// Output directory.
         #[arg(long, default_value = "sim-out")]

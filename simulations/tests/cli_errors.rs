@@ -42,8 +42,10 @@ fn bad_seeds_and_fonts_are_refused_naming_the_fix() {
     )
     .unwrap();
 
-    let stderr = refused(&base, &["--seeds", "0"], None);
-    assert!(stderr.contains("--seeds"), "{stderr}");
+    for seeds in ["0", "1001", "many"] {
+        let stderr = refused(&base, &["--seeds", seeds], None);
+        assert!(stderr.contains("--seeds"), "{stderr}");
+    }
 
     let stderr = refused(
         &base,
