@@ -117,9 +117,14 @@ pub fn write(
         scenario.to_toml()?
     );
     save(dir, "scenario.toml", &scenario_text)?;
-    save(dir, "clients.csv", &clients_csv(result))?;
-    save(dir, "first_compromise_cdf.csv", &cdf_csv(result))?;
-    save(dir, "compromise_by_day.csv", &days_csv(result))?;
+    let run_fields = [("seed", seed.to_string())];
+    for (name, csv) in [
+        ("clients", clients_csv(result)),
+        ("first_compromise_cdf", cdf_csv(result)),
+        ("compromise_by_day", days_csv(result)),
+    ] {
+        save_table(dir, name, &run_fields, &csv)?;
+    }
     let headline = headline(result, &summary);
     let numbers: Vec<(&str, String)> = headline.iter().map(|&(k, v)| (k, v.json())).collect();
     save(
@@ -265,6 +270,46 @@ pub(crate) fn summary_json(run: &[(&str, String)], numbers: &[(&str, String)]) -
         )
         .collect();
     format!("{{\n{}\n}}\n", body.join(",\n"))
+}
+
+/// Writes a table as `dir/name.csv` (`csv`: a header line, then rows of
+/// numbers, booleans or empty cells) and as `dir/name.json`: `table`,
+/// then `fields` (how the run is named), `columns` (the CSV header) and
+/// `rows`, each row an array of the CSV's cells (an empty one as null).
+pub(crate) fn save_table(
+    dir: &Path,
+    name: &str,
+    fields: &[(&str, String)],
+    csv: &str,
+) -> Result<(), SimError> {
+    save(dir, &format!("{name}.csv"), csv)?;
+    let mut lines = csv.lines();
+    let quoted: Vec<String> = lines
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .map(|column| format!("\"{column}\""))
+        .collect();
+    let rows: Vec<String> = lines
+        .map(|line| {
+            let cells: Vec<&str> = line
+                .split(',')
+                .map(|cell| if cell.is_empty() { "null" } else { cell })
+                .collect();
+            format!("    [{}]", cells.join(", "))
+        })
+        .collect();
+    let mut json = format!("{{\n  \"table\": \"{name}\",\n");
+    for (key, value) in fields {
+        let _ = writeln!(json, "  \"{key}\": {value},");
+    }
+    let _ = write!(
+        json,
+        "  \"columns\": [{}],\n  \"rows\": [\n{}\n  ]\n}}\n",
+        quoted.join(", "),
+        rows.join(",\n")
+    );
+    save(dir, &format!("{name}.json"), &json)
 }
 
 /// A number as every JSON and CSV file of a run writes a real.

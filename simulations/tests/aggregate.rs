@@ -239,11 +239,60 @@ fn aggregate_means_are_the_means_of_the_seeds_files() {
     assert_non_decreasing("client-fraction CDF", &means);
     assert_eq!(means.last(), Some(&1.0));
 
-    // The JSON of a table holds the CSV's rows.
-    let json = std::fs::read_to_string(out.join("client_fraction_cdf.json")).unwrap();
-    assert!(json.contains("\"seeds\": [11, 12, 13]"), "{json}");
-    assert_eq!(json.matches("\n    [").count(), fractions.rows.len());
+    // Every table's JSON holds its CSV: same columns, same numbers.
+    let mut tables = vec![out.clone()];
+    tables.extend(SEEDS.iter().map(|&seed| seed_dir(seed)));
+    let mut checked = 0;
+    for dir in tables {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "csv") {
+                assert_json_matches_csv(&path);
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, 3 + 3 * 3);
     let _ = std::fs::remove_dir_all(&base);
+}
+
+/// Asserts the `.json` beside `csv` has the CSV's header as `columns`
+/// and its cells as `rows` (empty cells as null, booleans as 1 and 0).
+fn assert_json_matches_csv(csv: &Path) {
+    let table = Csv::read(csv);
+    let text = std::fs::read_to_string(csv.with_extension("json")).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let stem = csv.file_stem().unwrap().to_str().unwrap();
+    assert_eq!(json["table"], stem);
+    let columns: Vec<&str> = json["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(columns, table.header, "{}", csv.display());
+    let rows = json["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), table.rows.len(), "{}", csv.display());
+    for (row, expected) in rows.iter().zip(&table.rows) {
+        let cells: Vec<f64> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|cell| match cell {
+                serde_json::Value::Null => f64::NAN,
+                serde_json::Value::Bool(b) => f64::from(u8::from(*b)),
+                number => number.as_f64().unwrap(),
+            })
+            .collect();
+        for (got, want) in cells.iter().zip(expected) {
+            assert!(
+                got == want || (got.is_nan() && want.is_nan()),
+                "{}: {got} vs {want}",
+                csv.display()
+            );
+        }
+        assert_eq!(cells.len(), expected.len());
+    }
 }
 
 /// Asserts `dir/name.svg` and `dir/name.png` are real, drawn images, the

@@ -8,11 +8,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const FILES: [&str; 11] = [
+const FILES: [&str; 14] = [
     "scenario.toml",
     "clients.csv",
+    "clients.json",
     "first_compromise_cdf.csv",
+    "first_compromise_cdf.json",
     "compromise_by_day.csv",
+    "compromise_by_day.json",
     "summary.json",
     "first_compromise_cdf.svg",
     "first_compromise_cdf.png",

@@ -4,18 +4,21 @@
 //! number's mean and interval, and the resolved scenario. Written by hand
 //! with fixed formats, so the same seeds give the same bytes.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::aggregate::{Estimate, Table, across, draw, estimate};
 use crate::error::SimError;
-use crate::output::{Number, SeedRun, VERSION, num, save, summary_json};
+use crate::output::{Number, SeedRun, VERSION, num, save, save_table, summary_json};
 use crate::scenario::Scenario;
 
 /// Writes the aggregate of `runs` (one per seed, in seed order, at least
 /// one) into `dir`, which must exist.
 pub fn write(dir: &Path, scenario: &Scenario, runs: &[SeedRun]) -> Result<(), SimError> {
     let seeds: Vec<String> = runs.iter().map(|run| run.seed.to_string()).collect();
+    let fields = [
+        ("seeds", format!("[{}]", seeds.join(", "))),
+        ("interval", format!("\"{INTERVAL}\"")),
+    ];
     let scenario_text = format!(
         "# Resolved scenario of trine-sim {VERSION} runs, seeds {}.\n{}",
         seeds.join(", "),
@@ -26,23 +29,11 @@ pub fn write(dir: &Path, scenario: &Scenario, runs: &[SeedRun]) -> Result<(), Si
         let tables: Vec<&Table<f64>> = runs.iter().map(|run| &run.tables[index]).collect();
         let table = across(&tables)?;
         let name = table.figure.name;
-        save(dir, &format!("{name}.csv"), &table_csv(&table))?;
-        save(dir, &format!("{name}.json"), &table_json(&table, &seeds))?;
+        save_table(dir, name, &fields, &table_csv(&table))?;
         draw(dir, &table, true)?;
     }
-    let seeds_json = format!("[{}]", seeds.join(", "));
     let numbers = headline_estimates(runs);
-    save(
-        dir,
-        "summary.json",
-        &summary_json(
-            &[
-                ("seeds", seeds_json),
-                ("interval", format!("\"{INTERVAL}\"")),
-            ],
-            &numbers,
-        ),
-    )
+    save(dir, "summary.json", &summary_json(&fields, &numbers))
 }
 
 /// How every interval is computed, as the JSON files say.
@@ -108,25 +99,5 @@ fn table_csv(table: &Table<Estimate>) -> String {
         text.push_str(&row(table, point).join(","));
         text.push('\n');
     }
-    text
-}
-
-fn table_json(table: &Table<Estimate>, seeds: &[String]) -> String {
-    let columns: Vec<String> = header(table)
-        .iter()
-        .map(|name| format!("\"{name}\""))
-        .collect();
-    let rows: Vec<String> = (0..table.x.len())
-        .map(|point| format!("    [{}]", row(table, point).join(", ")))
-        .collect();
-    let mut text = String::new();
-    let _ = write!(
-        text,
-        "{{\n  \"table\": \"{}\",\n  \"seeds\": [{}],\n  \"interval\": \"{INTERVAL}\",\n  \"columns\": [{}],\n  \"rows\": [\n{}\n  ]\n}}\n",
-        table.figure.name,
-        seeds.join(", "),
-        columns.join(", "),
-        rows.join(",\n")
-    );
     text
 }
