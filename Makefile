@@ -55,7 +55,6 @@ gui: ## Build and start the desktop app (needs a display; talks to the daemon at
 	$(CARGO) run -p trine-gui --bin trine-gui
 
 sim: ## The example scenario end to end (release): SIM_SEEDS seeds (default 2), tables and figures in sim-out/
-	$(CARGO) build -q --release -p trine-sim
 	mkdir -p sim-out
 	$(CARGO) run -q --release -p trine-sim -- example > sim-out/example.toml
 	$(CARGO) run -q --release -p trine-sim -- run sim-out/example.toml --seed 1 --seeds $(SIM_SEEDS) --out sim-out
