@@ -47,4 +47,27 @@ pub enum SimError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The plot font could not be read or is not a font.
+    #[error("plot font {path}: {reason}")]
+    Font {
+        /// The font file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A figure could not be drawn or written.
+    #[error("plot {path}: {reason}")]
+    Plot {
+        /// The figure's file.
+        path: PathBuf,
+        /// What the drawing backend or encoder reported.
+        reason: String,
+    },
+    /// The same table of runs with different seeds does not line up
+    /// (another grid or other columns), so it cannot be aggregated.
+    #[error("table {table}: the seeds' grids or columns differ")]
+    Unaligned {
+        /// The table's name.
+        table: &'static str,
+    },
 }

@@ -1,11 +1,16 @@
-//! `trine-sim`: command-line front end of the research simulator.
+//! `trine-sim`: command-line front end of the research simulator. Runs one
+//! or several seeds, writes each run's files and, for several seeds, their
+//! aggregate; shows a progress bar on stderr when it is a terminal.
 
-use std::path::PathBuf;
-use std::time::Instant;
+use std::io::{IsTerminal, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use trine_sim::{EXAMPLE, Scenario, output};
+use trine_sim::output::{SeedRun, Summary};
+use trine_sim::{EXAMPLE, Progress, Scenario, aggregate, output, plot};
 
 /// Trine's research simulator (Engine 1: path security).
 #[derive(Parser)]
@@ -19,17 +24,46 @@ struct Cli {
 enum Command {
     /// Print a commented example scenario.
     Example,
-    /// Run a scenario and write its results.
+    /// Run a scenario and write its results and figures.
     Run {
         /// The scenario (TOML).
         scenario: PathBuf,
-        /// Seed of every random draw.
+        /// Seed of every random draw (of the first run, with --seeds).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Runs with seeds SEED, SEED+1, … (1 to 1000 of them): each into
+        /// OUT/seed-N/ when more than one, with their means and 95%
+        /// intervals in OUT.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+        seeds: u64,
         /// Output directory.
         #[arg(long, default_value = "sim-out")]
         out: PathBuf,
+        /// TrueType font for the figures' text [default: $TRINE_SIM_FONT,
+        /// else DejaVu Sans from fonts-dejavu-core].
+        #[arg(long)]
+        font: Option<PathBuf>,
     },
+}
+
+/// The runs' progress, one per seed, and whether all are done: what the
+/// progress bar reads.
+struct Shown {
+    /// The engine's progress in each seed.
+    seeds: Vec<Progress>,
+    /// Seeds whose files are written.
+    written: AtomicUsize,
+    /// Set when every seed has run (or one failed).
+    finished: AtomicBool,
+}
+
+impl Shown {
+    /// Work done over all seeds, in [0, 1], and the seeds written.
+    fn overall(&self) -> (f64, usize) {
+        let fractions: f64 = self.seeds.iter().map(Progress::fraction).sum();
+        let written = self.written.load(Ordering::Relaxed);
+        (fractions / self.seeds.len().max(1) as f64, written)
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,25 +72,143 @@ fn main() -> anyhow::Result<()> {
         Command::Run {
             scenario,
             seed,
+            seeds,
             out,
+            font,
         } => {
+            let font = font
+                .or_else(|| std::env::var_os(plot::FONT_ENV).map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from(plot::DEFAULT_FONT));
+            plot::use_font(&font)?;
+            let last = seed
+                .checked_add(seeds - 1)
+                .context("--seed plus --seeds runs past the largest seed (2^64 - 1)")?;
             let parsed = Scenario::from_file(&scenario)
                 .with_context(|| format!("in {}", scenario.display()))?;
             let started = Instant::now();
-            let result = trine_sim::run(&parsed, seed)?;
-            let summary = output::write(&out, &parsed, seed, &result)?;
-            eprintln!(
-                "{} circuits; compromised {:.4}; clients ever compromised {:.4}; guard exposure {:.4} (primary {:.4}); \
-                 {:.1} s; results in {}",
-                summary.circuits,
-                summary.compromised_fraction,
-                summary.clients_compromised,
-                summary.guard_exposure,
-                summary.primary_guard_exposure,
-                started.elapsed().as_secs_f64(),
-                out.display()
-            );
+            let seeds: Vec<u64> = (seed..=last).collect();
+            let shown = Shown {
+                seeds: seeds.iter().map(|_| Progress::new()).collect(),
+                written: AtomicUsize::new(0),
+                finished: AtomicBool::new(false),
+            };
+            let runs = std::thread::scope(|scope| {
+                if std::io::stderr().is_terminal() {
+                    scope.spawn(|| draw_progress(&shown, started));
+                }
+                let runs = run_seeds(&parsed, &seeds, &out, &shown);
+                shown.finished.store(true, Ordering::Relaxed);
+                runs
+            })?;
+            if runs.len() > 1 {
+                aggregate::files::write(&out, &parsed, &runs)?;
+            }
+            report(&runs, started, &out);
         }
     }
     Ok(())
+}
+
+/// Runs every seed of `seeds`, as many at once as there are cores, each
+/// written into its own directory; the runs come back in seed order.
+fn run_seeds(
+    scenario: &Scenario,
+    seeds: &[u64],
+    out: &Path,
+    shown: &Shown,
+) -> anyhow::Result<Vec<SeedRun>> {
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(seeds.len());
+    let run_one = |index: usize, seed: u64| -> anyhow::Result<SeedRun> {
+        let result = trine_sim::run_with_progress(scenario, seed, &shown.seeds[index])?;
+        let dir = if seeds.len() > 1 {
+            out.join(format!("seed-{seed}"))
+        } else {
+            out.to_owned()
+        };
+        let run = output::write(&dir, scenario, seed, &result)?;
+        shown.written.fetch_add(1, Ordering::Relaxed);
+        Ok(run)
+    };
+    let mut done: Vec<(usize, anyhow::Result<SeedRun>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    // After a failure no new seed starts: its error ends the command.
+                    while !failed.load(Ordering::Relaxed) {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&seed) = seeds.get(index) else {
+                            break;
+                        };
+                        let run = run_one(index, seed);
+                        failed.fetch_or(run.is_err(), Ordering::Relaxed);
+                        mine.push((index, run));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| {
+                handle.join().unwrap_or_else(|_| {
+                    vec![(0, Err(anyhow::anyhow!("a simulation thread panicked")))]
+                })
+            })
+            .collect()
+    });
+    done.sort_by_key(|(index, _)| *index);
+    done.into_iter().map(|(_, run)| run).collect()
+}
+
+/// Redraws a one-line bar on stderr every 100 ms until the runs are done,
+/// then clears it.
+fn draw_progress(shown: &Shown, started: Instant) {
+    const WIDTH: usize = 30;
+    let mut stderr = std::io::stderr();
+    while !shown.finished.load(Ordering::Relaxed) {
+        let (overall, done) = shown.overall();
+        let filled = ((overall * WIDTH as f64) as usize).min(WIDTH);
+        let _ = write!(
+            stderr,
+            "\r[{}{}] {:3.0}%  seeds written {done}/{}  elapsed {} s ",
+            "#".repeat(filled),
+            ".".repeat(WIDTH - filled),
+            overall * 100.0,
+            shown.seeds.len(),
+            started.elapsed().as_secs()
+        );
+        let _ = stderr.flush();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = write!(stderr, "\r\x1b[2K");
+    let _ = stderr.flush();
+}
+
+/// The one-line summary on stderr: the run's numbers, or their means over
+/// the seeds.
+fn report(runs: &[SeedRun], started: Instant, out: &Path) {
+    let mean = |field: fn(&Summary) -> f64| {
+        runs.iter().map(|run| field(&run.summary)).sum::<f64>() / runs.len().max(1) as f64
+    };
+    let circuits: u64 = runs.iter().map(|run| run.summary.circuits).sum();
+    let over = if runs.len() > 1 {
+        format!(" (means over {} seeds)", runs.len())
+    } else {
+        String::new()
+    };
+    eprintln!(
+        "{circuits} circuits; compromised {:.4}; clients ever compromised {:.4}; guard exposure {:.4} (primary {:.4}){over}; \
+         {:.1} s; results in {}",
+        mean(|s| s.compromised_fraction),
+        mean(|s| s.clients_compromised),
+        mean(|s| s.guard_exposure),
+        mean(|s| s.primary_guard_exposure),
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
 }

@@ -1,10 +1,12 @@
 //! Writing a run's results: CSV tables, `summary.json` (written by hand,
-//! fixed key order and number format, so equal runs give equal bytes) and
-//! the resolved scenario with the seed and software version.
+//! fixed key order and number format, so equal runs give equal bytes), the
+//! resolved scenario with the seed and software version, and the run's
+//! figures. What is written across seeds is in `aggregate::files`.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
+use crate::aggregate::{self, Table, curves};
 use crate::engine::{RunResult, entropy_bits};
 use crate::error::SimError;
 use crate::scenario::Scenario;
@@ -57,13 +59,57 @@ impl Summary {
     }
 }
 
-/// Writes every output file of a run into `dir` (created if missing).
+/// A headline number: a count, a fraction in [0, 1] or another real.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Number {
+    /// A count.
+    Count(u64),
+    /// A fraction, in [0, 1].
+    Fraction(f64),
+    /// Any other real number.
+    Real(f64),
+}
+
+impl Number {
+    /// The number as a real.
+    pub fn value(self) -> f64 {
+        match self {
+            Self::Count(n) => n as f64,
+            Self::Fraction(x) | Self::Real(x) => x,
+        }
+    }
+
+    /// How `summary.json` writes it.
+    fn json(self) -> String {
+        match self {
+            Self::Count(n) => n.to_string(),
+            Self::Fraction(x) | Self::Real(x) => num(x),
+        }
+    }
+}
+
+/// What one seed's run left for the aggregate across seeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedRun {
+    /// The seed.
+    pub seed: u64,
+    /// Its headline numbers.
+    pub summary: Summary,
+    /// Every number of its `summary.json` after the seed and engine, in
+    /// that order.
+    pub headline: Vec<(&'static str, Number)>,
+    /// Its curves on the scenario's fixed grids.
+    pub tables: [Table<f64>; 3],
+}
+
+/// Writes every output file of a run into `dir` (created if missing):
+/// tables, summary, resolved scenario and figures.
 pub fn write(
     dir: &Path,
     scenario: &Scenario,
     seed: u64,
     result: &RunResult,
-) -> Result<Summary, SimError> {
+) -> Result<SeedRun, SimError> {
     std::fs::create_dir_all(dir).map_err(|source| io(dir, source))?;
     let summary = Summary::of(result);
     let scenario_text = format!(
@@ -71,11 +117,31 @@ pub fn write(
         scenario.to_toml()?
     );
     save(dir, "scenario.toml", &scenario_text)?;
-    save(dir, "clients.csv", &clients_csv(result))?;
-    save(dir, "first_compromise_cdf.csv", &cdf_csv(result))?;
-    save(dir, "compromise_by_day.csv", &days_csv(result))?;
-    save(dir, "summary.json", &summary_json(seed, result, &summary))?;
-    Ok(summary)
+    let run_fields = [("seed", seed.to_string())];
+    for (name, csv) in [
+        ("clients", clients_csv(result)),
+        ("first_compromise_cdf", cdf_csv(result)),
+        ("compromise_by_day", days_csv(result)),
+    ] {
+        save_table(dir, name, &run_fields, &csv)?;
+    }
+    let headline = headline(result, &summary);
+    let numbers: Vec<(&str, String)> = headline.iter().map(|&(k, v)| (k, v.json())).collect();
+    save(
+        dir,
+        "summary.json",
+        &summary_json(&[("seed", seed.to_string())], &numbers),
+    )?;
+    let tables = curves::tables(scenario, result);
+    for table in &tables {
+        aggregate::draw(dir, &aggregate::across(&[table])?, false)?;
+    }
+    Ok(SeedRun {
+        seed,
+        summary,
+        headline,
+        tables,
+    })
 }
 
 fn clients_csv(result: &RunResult) -> String {
@@ -138,60 +204,116 @@ fn days_csv(result: &RunResult) -> String {
     text
 }
 
-fn summary_json(seed: u64, result: &RunResult, summary: &Summary) -> String {
+/// The numbers of a run's `summary.json`, in order.
+fn headline(result: &RunResult, summary: &Summary) -> Vec<(&'static str, Number)> {
+    use Number::{Count, Fraction, Real};
     let failures: u64 = result.clients.iter().map(|c| c.failures).sum();
     let (entropy, max_entropy) = result.exit_entropy;
-    let fields = [
-        ("software", format!("\"trine-sim {VERSION}\"")),
-        ("seed", seed.to_string()),
-        ("engine", "\"path-security\"".to_owned()),
-        ("clients", result.clients.len().to_string()),
-        ("relays_first_consensus", result.relays.0.to_string()),
-        ("relays_last_consensus", result.relays.1.to_string()),
-        ("events", result.events.to_string()),
-        ("circuits", summary.circuits.to_string()),
-        ("path_failures", failures.to_string()),
+    vec![
+        ("clients", Count(result.clients.len() as u64)),
+        ("relays_first_consensus", Count(result.relays.0 as u64)),
+        ("relays_last_consensus", Count(result.relays.1 as u64)),
+        ("events", Count(result.events)),
+        ("circuits", Count(summary.circuits)),
+        ("path_failures", Count(failures)),
         (
             "adversary_guard_weight_share",
-            num(result.adversary_guard_share),
+            Fraction(result.adversary_guard_share),
         ),
         (
             "adversary_exit_weight_share",
-            num(result.adversary_exit_share),
+            Fraction(result.adversary_exit_share),
         ),
         (
             "compromised_circuit_fraction",
-            num(summary.compromised_fraction),
+            Fraction(summary.compromised_fraction),
         ),
-        ("clients_ever_compromised", num(summary.clients_compromised)),
+        (
+            "clients_ever_compromised",
+            Fraction(summary.clients_compromised),
+        ),
         (
             "median_client_compromised_fraction",
-            num(summary.median_client_fraction),
+            Fraction(summary.median_client_fraction),
         ),
-        ("guard_exposure", num(summary.guard_exposure)),
+        ("guard_exposure", Fraction(summary.guard_exposure)),
         (
             "primary_guard_exposure",
-            num(summary.primary_guard_exposure),
+            Fraction(summary.primary_guard_exposure),
         ),
         (
             "clients_using_adversary_guard",
-            num(summary.clients_using_adversary_guard),
+            Fraction(summary.clients_using_adversary_guard),
         ),
-        ("exit_entropy_bits", num(entropy)),
-        ("exit_entropy_max_bits", num(max_entropy)),
+        ("exit_entropy_bits", Real(entropy)),
+        ("exit_entropy_max_bits", Real(max_entropy)),
         (
             "observed_exit_entropy_bits",
-            num(summary.observed_exit_entropy),
+            Real(summary.observed_exit_entropy),
         ),
-    ];
+    ]
+}
+
+/// A `summary.json`: the software, `run` (how the run is named: its seed
+/// or seeds), the engine, then each of `numbers` as written by `write`.
+pub(crate) fn summary_json(run: &[(&str, String)], numbers: &[(&str, String)]) -> String {
+    let mut fields = vec![("software", format!("\"trine-sim {VERSION}\""))];
+    fields.extend(run.iter().map(|(key, value)| (*key, value.clone())));
+    fields.push(("engine", "\"path-security\"".to_owned()));
     let body: Vec<String> = fields
         .iter()
         .map(|(key, value)| format!("  \"{key}\": {value}"))
+        .chain(
+            numbers
+                .iter()
+                .map(|(key, value)| format!("  \"{key}\": {value}")),
+        )
         .collect();
     format!("{{\n{}\n}}\n", body.join(",\n"))
 }
 
-fn num(value: f64) -> String {
+/// Writes a table as `dir/name.csv` (`csv`: a header line, then rows of
+/// numbers, booleans or empty cells) and as `dir/name.json`: `table`,
+/// then `fields` (how the run is named), `columns` (the CSV header) and
+/// `rows`, each row an array of the CSV's cells (an empty one as null).
+pub(crate) fn save_table(
+    dir: &Path,
+    name: &str,
+    fields: &[(&str, String)],
+    csv: &str,
+) -> Result<(), SimError> {
+    save(dir, &format!("{name}.csv"), csv)?;
+    let mut lines = csv.lines();
+    let quoted: Vec<String> = lines
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .map(|column| format!("\"{column}\""))
+        .collect();
+    let rows: Vec<String> = lines
+        .map(|line| {
+            let cells: Vec<&str> = line
+                .split(',')
+                .map(|cell| if cell.is_empty() { "null" } else { cell })
+                .collect();
+            format!("    [{}]", cells.join(", "))
+        })
+        .collect();
+    let mut json = format!("{{\n  \"table\": \"{name}\",\n");
+    for (key, value) in fields {
+        let _ = writeln!(json, "  \"{key}\": {value},");
+    }
+    let _ = write!(
+        json,
+        "  \"columns\": [{}],\n  \"rows\": [\n{}\n  ]\n}}\n",
+        quoted.join(", "),
+        rows.join(",\n")
+    );
+    save(dir, &format!("{name}.json"), &json)
+}
+
+/// A number as every JSON and CSV file of a run writes a real.
+pub(crate) fn num(value: f64) -> String {
     format!("{value:.6}")
 }
 
@@ -211,7 +333,7 @@ fn count<T>(items: &[T], test: impl Fn(&T) -> bool) -> f64 {
     items.iter().filter(|item| test(item)).count() as f64
 }
 
-fn save(dir: &Path, name: &str, text: &str) -> Result<(), SimError> {
+pub(crate) fn save(dir: &Path, name: &str, text: &str) -> Result<(), SimError> {
     let path = dir.join(name);
     std::fs::write(&path, text).map_err(|source| io(&path, source))
 }
