@@ -1,9 +1,10 @@
 //! Importing the honest relay population from a consensus document: a
-//! Tor network-status consensus (text) or the JSON of `trine-dir show
-//! --json`. Documents are untrusted input: anything malformed is a typed
+//! Tor network-status consensus (text), the JSON of `trine-dir show
+//! --json`, or a binary Trine consensus. Documents are untrusted input: anything malformed is a typed
 //! [`ImportError`] saying where, never a panic.
 
 mod tor;
+mod trine_binary;
 mod trine_json;
 
 use trine_directory::Candidate;
@@ -12,6 +13,7 @@ use crate::error::SimError;
 use crate::scenario::{ImportFormat, ImportSpec};
 
 pub use tor::{parse_tor, tor_relay_id};
+pub use trine_binary::parse_trine;
 pub use trine_json::parse_trine_json;
 
 /// One imported relay: its nickname and what path selection needs.
@@ -19,8 +21,8 @@ pub use trine_json::parse_trine_json;
 pub struct ImportedRelay {
     /// The nickname the document gives it.
     pub nickname: String,
-    /// The relay as path selection sees it. Imported relays declare no
-    /// family: neither format carries one.
+    /// The relay as path selection sees it. Only a binary Trine consensus
+    /// carries families; relays from the other formats declare none.
     pub relay: Candidate,
 }
 
@@ -52,6 +54,9 @@ pub enum ImportError {
         /// What is wrong.
         reason: String,
     },
+    /// A binary document does not decode as a Trine consensus.
+    #[error("not a Trine consensus: {0}")]
+    Binary(String),
     /// A JSON document is valid JSON but a field is missing or wrong.
     #[error("{field}: {reason}")]
     Field {
@@ -62,23 +67,24 @@ pub enum ImportError {
     },
 }
 
-/// Parses a document of `format`.
-pub fn parse(format: ImportFormat, text: &str) -> Result<Vec<ImportedRelay>, ImportError> {
+/// Parses a document of `format`. In the text formats, bytes that are not
+/// UTF-8 are replaced (and then refused if they are in a line that
+/// matters).
+pub fn parse(format: ImportFormat, bytes: &[u8]) -> Result<Vec<ImportedRelay>, ImportError> {
     match format {
-        ImportFormat::Tor => parse_tor(text),
-        ImportFormat::TrineJson => parse_trine_json(text),
+        ImportFormat::Tor => parse_tor(&String::from_utf8_lossy(bytes)),
+        ImportFormat::TrineJson => parse_trine_json(&String::from_utf8_lossy(bytes)),
+        ImportFormat::Trine => parse_trine(bytes),
     }
 }
 
-/// Reads and parses the document a scenario names. Bytes that are not
-/// UTF-8 are replaced (and then refused if they are in a line that
-/// matters).
+/// Reads and parses the document a scenario names.
 pub fn load(spec: &ImportSpec) -> Result<Vec<ImportedRelay>, SimError> {
     let bytes = std::fs::read(&spec.path).map_err(|source| SimError::Io {
         path: spec.path.clone(),
         source,
     })?;
-    parse(spec.format, &String::from_utf8_lossy(&bytes)).map_err(|source| SimError::Import {
+    parse(spec.format, &bytes).map_err(|source| SimError::Import {
         path: spec.path.clone(),
         source,
     })

@@ -63,6 +63,9 @@ pub enum ImportFormat {
     Tor,
     /// The JSON of `trine-dir show --json` (`source = "trine-json"`).
     TrineJson,
+    /// A Trine consensus document, binary, as authorities publish it and
+    /// clients cache it (`source = "trine"`).
+    Trine,
 }
 
 /// A bandwidth distribution. Draws are rounded and at least 1.
@@ -110,6 +113,7 @@ enum SourceName {
     Generated,
     Tor,
     TrineJson,
+    Trine,
 }
 
 /// `[relays]` as written: every key of every source, checked against the
@@ -157,11 +161,11 @@ impl TryFrom<RawRelays> for RelaySpec {
                     bandwidth: required(raw.bandwidth, "bandwidth")?,
                 })
             }
-            name @ (SourceName::Tor | SourceName::TrineJson) => {
-                let (format, label) = if name == SourceName::Tor {
-                    (ImportFormat::Tor, "tor")
-                } else {
-                    (ImportFormat::TrineJson, "trine-json")
+            name @ (SourceName::Tor | SourceName::TrineJson | SourceName::Trine) => {
+                let (format, label) = match name {
+                    SourceName::Tor => (ImportFormat::Tor, "tor"),
+                    SourceName::Trine => (ImportFormat::Trine, "trine"),
+                    _ => (ImportFormat::TrineJson, "trine-json"),
                 };
                 let generation_keys = [
                     ("count", raw.count.is_some()),
@@ -218,6 +222,7 @@ impl From<RelaySpec> for RawRelays {
                 raw.source = Some(match import.format {
                     ImportFormat::Tor => SourceName::Tor,
                     ImportFormat::TrineJson => SourceName::TrineJson,
+                    ImportFormat::Trine => SourceName::Trine,
                 });
                 raw.path = Some(import.path);
             }
