@@ -5,7 +5,7 @@ FUZZ_SECONDS ?= 20
 SIM_SEEDS ?= 2
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: help deps build test lint bench fuzz fuzz-build demo demo-memory testnet-up testnet-down gui bench-net sim clean
+.PHONY: help deps build test lint bench fuzz fuzz-build demo demo-memory testnet-up testnet-down gui bench-net sim sim-bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sort
@@ -58,6 +58,11 @@ sim: ## The example scenario end to end (release): SIM_SEEDS seeds (default 2), 
 	mkdir -p sim-out
 	$(CARGO) run -q --release -p trine-sim -- example > sim-out/example.toml
 	$(CARGO) run -q --release -p trine-sim -- run sim-out/example.toml --seed 1 --seeds $(SIM_SEEDS) --out sim-out
+
+sim-bench: ## trine-sim Engine 1 at scale (10k relays, 100k clients, 30 days): wall time, memory, circuits per second
+	scripts/install-deps.sh
+	$(CARGO) build -q --release -p trine-sim
+	/usr/bin/time -f 'wall %e s, user %U s, max RSS %M KiB' target/release/trine-sim run simulations/scenarios/scale.toml --out target/sim-bench
 
 testnet-down: ## Remove the test network (idempotent)
 	$(CARGO) run -q -p trine-testnet --bin trine-testnet -- down

@@ -10,12 +10,13 @@
 #     end-to-end run on a virtual display with software OpenGL
 #   dbus-daemon: the tray icon's test runs a private session bus
 #   fonts-dejavu-core: the text of trine-sim's figures (DejaVu Sans)
+#   time: /usr/bin/time, wall time and peak memory in `make sim-bench`
 # With the argument `bench`, also what `make bench-net` measures with:
 #   iperf3, wireguard-go + wireguard-tools (the WireGuard baselines) and
 #   tor (the Tor baseline: a private Tor network)
 set -euo pipefail
 packages=(build-essential pkg-config ca-certificates iproute2 nftables iputils-ping iptables
-    xvfb xauth libgl1-mesa-dri libgl1 libegl1 dbus-daemon fonts-dejavu-core)
+    xvfb xauth libgl1-mesa-dri libgl1 libegl1 dbus-daemon fonts-dejavu-core time)
 if [ "${1:-}" = bench ]; then
     packages+=(iperf3 wireguard-go wireguard-tools tor)
 fi
