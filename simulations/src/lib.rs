@@ -5,8 +5,9 @@
 //! `trine-directory`, over event-driven simulated time, and measures how
 //! often an adversary running relays sees both ends of a circuit. Relays
 //! are generated from distributions or imported from a Tor or Trine
-//! consensus. Same scenario and seed, same bytes out. See
-//! `docs/simulator.md`.
+//! consensus. Engine 2 (network performance, [`perf`]) drives the shipped
+//! circuit state machines over a modelled network. Same scenario and
+//! seed, same bytes out. See `docs/simulator.md`.
 
 pub mod dist;
 pub mod engine;
@@ -14,11 +15,12 @@ pub mod error;
 pub mod import;
 pub mod network;
 pub mod output;
+pub mod perf;
 pub mod progress;
 pub mod scenario;
 
 pub use engine::{RunResult, run, run_with_progress};
-pub use progress::Progress;
 pub use error::SimError;
 pub use network::Network;
+pub use progress::Progress;
 pub use scenario::{EXAMPLE, Scenario};

@@ -191,7 +191,7 @@ fn summary_json(seed: u64, result: &RunResult, summary: &Summary) -> String {
     format!("{{\n{}\n}}\n", body.join(",\n"))
 }
 
-fn num(value: f64) -> String {
+pub(crate) fn num(value: f64) -> String {
     format!("{value:.6}")
 }
 
@@ -211,12 +211,12 @@ fn count<T>(items: &[T], test: impl Fn(&T) -> bool) -> f64 {
     items.iter().filter(|item| test(item)).count() as f64
 }
 
-fn save(dir: &Path, name: &str, text: &str) -> Result<(), SimError> {
+pub(crate) fn save(dir: &Path, name: &str, text: &str) -> Result<(), SimError> {
     let path = dir.join(name);
     std::fs::write(&path, text).map_err(|source| io(&path, source))
 }
 
-fn io(path: &Path, source: std::io::Error) -> SimError {
+pub(crate) fn io(path: &Path, source: std::io::Error) -> SimError {
     SimError::Io {
         path: path.to_owned(),
         source,
