@@ -350,6 +350,7 @@ fn read_graph(items: &[Item], last_line: usize) -> Result<Graph, GraphError> {
                     down: bandwidth(node, "host_bandwidth_down", item.line)?,
                 });
             }
+            ("edge", Value::List(_)) => {}
             ("node" | "edge", _) => {
                 return Err(attribute(
                     item.line,
