@@ -638,7 +638,10 @@ impl Sim<'_> {
                 })
             })
             .collect();
-        let Some(&guard) = self.relay_index.get(&path.guard) else {
+        let (3, Some(&guard)) = (hops.len(), self.relay_index.get(&path.guard)) else {
+            // Path selection only names relays of the consensus.
+            self.result.path_failures += 1;
+            self.push(now + RETRY_NS, Event::Build(index));
             return;
         };
         let client = &mut self.clients[index as usize];
