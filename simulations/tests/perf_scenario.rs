@@ -83,6 +83,16 @@ fn bad_values_are_refused_naming_the_field() {
             "transport.segment_bytes",
         ),
         (
+            "segment_bytes = 1200",
+            "segment_bytes = 10",
+            "transport.segment_bytes",
+        ),
+        (
+            "sizes = [51200, 1048576]",
+            "sizes = [1073741824]",
+            "traffic.bulk.sizes",
+        ),
+        (
             "max_window = 1000",
             "max_window = 5",
             "transport.max_window",

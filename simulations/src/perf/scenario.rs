@@ -165,6 +165,9 @@ pub struct TransportSpec {
 /// Largest segment: it and the transport header must fit the 1280-byte
 /// tunnel MTU.
 pub const MAX_SEGMENT_BYTES: u32 = 1200;
+/// Smallest segment: bounds the segments of a transfer (and so the
+/// receiver's record of them) to `MAX_TRANSFER / 100`.
+pub const MIN_SEGMENT_BYTES: u32 = 100;
 
 /// The commented example `trine-sim example --performance` prints.
 pub const PERF_EXAMPLE: &str = r#"# trine-sim scenario (Engine 2: network performance).
@@ -231,7 +234,7 @@ bytes_per_second = 8000
 packet_bytes = 200
 
 [transport]             # window-based reliable flow inside the circuit
-segment_bytes = 1200    # payload per DATA cell (at most 1200)
+segment_bytes = 1200    # payload per DATA cell (100 to 1200)
 initial_window = 10     # segments
 max_window = 1000       # segments (receiver's buffer)
 "#;
@@ -303,9 +306,8 @@ impl PerfScenario {
         )?;
         self.check_traffic()?;
         let transport = &self.transport;
-        at_least_one("transport.segment_bytes", transport.segment_bytes)?;
-        if transport.segment_bytes > MAX_SEGMENT_BYTES {
-            invalid("transport.segment_bytes", "at most 1200")?;
+        if !(MIN_SEGMENT_BYTES..=MAX_SEGMENT_BYTES).contains(&transport.segment_bytes) {
+            invalid("transport.segment_bytes", "must be 100 to 1200")?;
         }
         at_least_one("transport.initial_window", transport.initial_window)?;
         if transport.max_window < transport.initial_window {
@@ -393,7 +395,7 @@ impl PerfScenario {
             .iter()
             .any(|&size| size == 0 || size > MAX_TRANSFER)
         {
-            invalid("traffic.bulk.sizes", "each size must be 1 to 1 GiB")?;
+            invalid("traffic.bulk.sizes", "each size must be 1 byte to 64 MiB")?;
         }
         non_negative("traffic.bulk.pause_seconds", traffic.bulk.pause_seconds)?;
         let constant = &traffic.constant;
@@ -422,9 +424,10 @@ impl PerfScenario {
     }
 }
 
-/// Largest transfer: a response of more would not fit the sequence space
-/// of the transport's 32-bit segment numbers with small segments.
-pub const MAX_TRANSFER: u64 = 1 << 30;
+/// Largest transfer (64 MiB): bulk sizes above it are refused and drawn
+/// web responses are capped at it, so a receiver's record of segments
+/// stays under 84 KB.
+pub const MAX_TRANSFER: u64 = 64 << 20;
 
 /// A duration in ns from a scenario field.
 pub fn latency(field: &'static str, text: &str) -> Result<u64, SimError> {
