@@ -11,7 +11,8 @@
 //! - `net.rs`: the hosts' queued ports and the per-cell wire overhead
 //! - `transport.rs`: the reliable flow inside circuits and its header
 //! - `traffic.rs`: web, bulk and constant-rate clients
-//! - `engine.rs`: the event loop
+//! - `engine.rs`: the event loop, with `engine/nodes.rs` (relays and
+//!   circuits) and `engine/flows.rs` (transfers and flows)
 //! - `output.rs`: CSV and JSON results
 
 pub mod engine;
