@@ -39,6 +39,14 @@ pub enum SimError {
         /// What is wrong with it.
         source: crate::import::ImportError,
     },
+    /// A network graph (GML) could not be read.
+    #[error("network graph {path}: {source}")]
+    Graph {
+        /// The graph file.
+        path: PathBuf,
+        /// What is wrong with it (naming the line).
+        source: crate::perf::GraphError,
+    },
     /// Reading the scenario or writing an output failed.
     #[error("{path}: {source}")]
     Io {

@@ -5,9 +5,11 @@
 //! `trine-directory`, over event-driven simulated time, and measures how
 //! often an adversary running relays sees both ends of a circuit. Relays
 //! are generated from distributions or imported from a Tor or Trine
-//! consensus. Runs write CSV and JSON tables and SVG and PNG figures;
-//! several seeds are aggregated into means with 95% confidence bands.
-//! Same scenario and seed, same bytes out. See `docs/simulator.md`.
+//! consensus. Engine 2 (network performance, [`perf`]) drives the shipped
+//! circuit state machines over a modelled network. Runs write CSV and JSON
+//! tables and SVG and PNG figures; several seeds are aggregated into means
+//! with 95% confidence bands. Same scenario and seed, same bytes out. See
+//! `docs/simulator.md`.
 
 pub mod aggregate;
 pub mod dist;
@@ -16,6 +18,7 @@ pub mod error;
 pub mod import;
 pub mod network;
 pub mod output;
+pub mod perf;
 pub mod plot;
 pub mod progress;
 pub mod scenario;

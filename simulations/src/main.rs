@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use trine_sim::output::{SeedRun, Summary};
+use trine_sim::perf::{self, PERF_EXAMPLE, PerfScenario};
 use trine_sim::{EXAMPLE, Progress, Scenario, aggregate, output, plot};
 
-/// Trine's research simulator (Engine 1: path security).
+/// Trine's research simulator (Engine 1: path security; Engine 2: network
+/// performance, for scenarios with `engine = "performance"`).
 #[derive(Parser)]
 #[command(version)]
 struct Cli {
@@ -23,7 +25,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Print a commented example scenario.
-    Example,
+    Example {
+        /// The performance (Engine 2) example instead of path security.
+        #[arg(long)]
+        performance: bool,
+    },
     /// Run a scenario and write its results and figures.
     Run {
         /// The scenario (TOML).
@@ -68,7 +74,8 @@ impl Shown {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Example => print!("{EXAMPLE}"),
+        Command::Example { performance: false } => print!("{EXAMPLE}"),
+        Command::Example { performance: true } => print!("{PERF_EXAMPLE}"),
         Command::Run {
             scenario,
             seed,
@@ -76,6 +83,15 @@ fn main() -> anyhow::Result<()> {
             out,
             font,
         } => {
+            let text = std::fs::read_to_string(&scenario)
+                .with_context(|| format!("reading {}", scenario.display()))?;
+            if perf::declares_engine(&text) {
+                anyhow::ensure!(
+                    seeds == 1,
+                    "--seeds is for path-security scenarios; run a performance scenario once per seed"
+                );
+                return run_performance(&scenario, seed, &out);
+            }
             let font = font
                 .or_else(|| std::env::var_os(plot::FONT_ENV).map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from(plot::DEFAULT_FONT));
@@ -211,4 +227,27 @@ fn report(runs: &[SeedRun], started: Instant, out: &Path) {
         started.elapsed().as_secs_f64(),
         out.display()
     );
+}
+
+/// Runs an Engine 2 (network performance) scenario with one seed.
+fn run_performance(scenario: &Path, seed: u64, out: &Path) -> anyhow::Result<()> {
+    let parsed =
+        PerfScenario::from_file(scenario).with_context(|| format!("in {}", scenario.display()))?;
+    let started = Instant::now();
+    let result = perf::run_performance(&parsed, seed)?;
+    let summary = perf::output::write(out, &parsed, seed, &result)?;
+    eprintln!(
+        "{} circuits built of {} (median {:.1} ms); {} downloads completed of {}; {} drops; \
+         max relay utilisation {:.3}; {:.1} s; results in {}",
+        summary.built,
+        summary.circuits,
+        summary.build_median_ms,
+        summary.completed,
+        summary.downloads,
+        summary.drops,
+        summary.max_utilisation,
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
 }

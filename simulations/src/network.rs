@@ -18,7 +18,7 @@ use trine_directory::{Candidate, Flag, Flags};
 use crate::dist;
 use crate::error::SimError;
 use crate::import::{self, ImportedRelay};
-use crate::scenario::{AdversarySpec, GeneratedRelays, RelaySource, Scenario};
+use crate::scenario::{AdversarySpec, GeneratedRelays, RelaySource, RelaySpec, Scenario};
 
 /// A set of relays, hashed fast (looked up for every relay at each
 /// consensus and every departure).
@@ -52,11 +52,20 @@ impl Network {
     /// be read or the adversary cannot be placed on the network (see
     /// [`SimError::Adversary`]).
     pub fn initial<R: Rng + ?Sized>(scenario: &Scenario, rng: &mut R) -> Result<Self, SimError> {
-        match &scenario.relays.source {
-            RelaySource::Generated(spec) => Self::generate(spec, &scenario.adversary, rng),
-            RelaySource::Imported(spec) => {
-                Self::imported(import::load(spec)?, &scenario.adversary, rng)
-            }
+        Self::from_relays(&scenario.relays, &scenario.adversary, rng)
+    }
+
+    /// The network of the relays `relays` describes (churn aside), with
+    /// `adversary`'s relays added or marked: [`Network::initial`] for any
+    /// engine's scenario.
+    pub fn from_relays<R: Rng + ?Sized>(
+        relays: &RelaySpec,
+        adversary: &AdversarySpec,
+        rng: &mut R,
+    ) -> Result<Self, SimError> {
+        match &relays.source {
+            RelaySource::Generated(spec) => Self::generate(spec, adversary, rng),
+            RelaySource::Imported(spec) => Self::imported(import::load(spec)?, adversary, rng),
         }
     }
 

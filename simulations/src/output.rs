@@ -338,7 +338,7 @@ pub(crate) fn save(dir: &Path, name: &str, text: &str) -> Result<(), SimError> {
     std::fs::write(&path, text).map_err(|source| io(&path, source))
 }
 
-fn io(path: &Path, source: std::io::Error) -> SimError {
+pub(crate) fn io(path: &Path, source: std::io::Error) -> SimError {
     SimError::Io {
         path: path.to_owned(),
         source,

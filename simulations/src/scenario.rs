@@ -4,7 +4,7 @@
 
 mod relays;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use trine_directory::GuardParams;
@@ -257,12 +257,7 @@ impl Scenario {
         })?;
         let mut scenario = Self::from_toml(&text)?;
         if let RelaySource::Imported(import) = &mut scenario.relays.source {
-            let base = path.parent().unwrap_or(Path::new(""));
-            let joined = base.join(&import.path);
-            import.path = std::path::absolute(&joined).map_err(|source| SimError::Io {
-                path: joined.clone(),
-                source,
-            })?;
+            import.path = resolve_beside(path, &import.path)?;
         }
         Ok(scenario)
     }
@@ -318,7 +313,18 @@ impl Scenario {
     }
 }
 
-fn check_generated(generated: &GeneratedRelays) -> Result<(), SimError> {
+/// `relative` resolved against the directory of the file `beside`, made
+/// absolute (a path already absolute stays as it is).
+pub(crate) fn resolve_beside(beside: &Path, relative: &Path) -> Result<PathBuf, SimError> {
+    let base = beside.parent().unwrap_or(Path::new(""));
+    let joined = base.join(relative);
+    std::path::absolute(&joined).map_err(|source| SimError::Io {
+        path: joined.clone(),
+        source,
+    })
+}
+
+pub(crate) fn check_generated(generated: &GeneratedRelays) -> Result<(), SimError> {
     fraction("relays.guard_share", generated.guard_share)?;
     fraction("relays.exit_share", generated.exit_share)?;
     at_least_one("relays.subnets", generated.subnets)?;
@@ -339,14 +345,14 @@ fn check_generated(generated: &GeneratedRelays) -> Result<(), SimError> {
     }
 }
 
-fn invalid(field: &'static str, reason: &str) -> Result<(), SimError> {
+pub(crate) fn invalid(field: &'static str, reason: &str) -> Result<(), SimError> {
     Err(SimError::Invalid {
         field,
         reason: reason.to_owned(),
     })
 }
 
-fn finite(field: &'static str, value: f64) -> Result<(), SimError> {
+pub(crate) fn finite(field: &'static str, value: f64) -> Result<(), SimError> {
     if value.is_finite() {
         Ok(())
     } else {
@@ -354,7 +360,7 @@ fn finite(field: &'static str, value: f64) -> Result<(), SimError> {
     }
 }
 
-fn non_negative(field: &'static str, value: f64) -> Result<(), SimError> {
+pub(crate) fn non_negative(field: &'static str, value: f64) -> Result<(), SimError> {
     finite(field, value)?;
     if value >= 0.0 {
         Ok(())
@@ -363,7 +369,7 @@ fn non_negative(field: &'static str, value: f64) -> Result<(), SimError> {
     }
 }
 
-fn positive(field: &'static str, value: f64) -> Result<(), SimError> {
+pub(crate) fn positive(field: &'static str, value: f64) -> Result<(), SimError> {
     finite(field, value)?;
     if value > 0.0 {
         Ok(())
@@ -372,7 +378,7 @@ fn positive(field: &'static str, value: f64) -> Result<(), SimError> {
     }
 }
 
-fn fraction(field: &'static str, value: f64) -> Result<(), SimError> {
+pub(crate) fn fraction(field: &'static str, value: f64) -> Result<(), SimError> {
     non_negative(field, value)?;
     if value <= 1.0 {
         Ok(())
@@ -381,7 +387,7 @@ fn fraction(field: &'static str, value: f64) -> Result<(), SimError> {
     }
 }
 
-fn at_least_one(field: &'static str, value: u32) -> Result<(), SimError> {
+pub(crate) fn at_least_one(field: &'static str, value: u32) -> Result<(), SimError> {
     if value >= 1 {
         Ok(())
     } else {
