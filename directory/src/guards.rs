@@ -101,12 +101,48 @@ pub struct GuardState {
     reconciled: Option<Reconciled>,
 }
 
-/// Which prepared consensus the state was last reconciled with, and when
-/// the first of its guards expires.
+/// Which prepared consensus the state was last reconciled with, when the
+/// first of its guards expires, and whether it then wanted no more guards.
 #[derive(Debug, Clone, Copy)]
 struct Reconciled {
     generation: u64,
     next_expiry: u64,
+    settled: bool,
+    /// Which identities the sample may hold, so that a change to a relay
+    /// it certainly does not hold is passed over without reading it.
+    filter: IdFilter,
+}
+
+/// A 256-bit Bloom filter of identities with one bit each: no false
+/// negatives, so "may not hold" is certain.
+#[derive(Debug, Clone, Copy, Default)]
+struct IdFilter([u64; 4]);
+
+impl IdFilter {
+    fn of<'a>(ids: impl Iterator<Item = &'a RelayId>) -> Self {
+        let mut filter = Self::default();
+        for id in ids {
+            let bit = Self::bit(id);
+            filter.0[bit / 64] |= 1 << (bit % 64);
+        }
+        filter
+    }
+
+    fn may_hold(&self, id: &RelayId) -> bool {
+        let bit = Self::bit(id);
+        self.0[bit / 64] & (1 << (bit % 64)) != 0
+    }
+
+    /// Mixes every byte of the identity (some identities differ only in
+    /// a few bytes) into 8 bits.
+    fn bit(id: &RelayId) -> usize {
+        let mixed = id.as_bytes().chunks_exact(8).fold(0u64, |acc, word| {
+            let mut bytes = [0; 8];
+            bytes.copy_from_slice(word);
+            (acc ^ u64::from_le_bytes(bytes)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        });
+        (mixed >> 56) as usize
+    }
 }
 
 /// Two states are equal when they hold the same guards under the same
@@ -151,16 +187,32 @@ impl GuardState {
     /// to load its consensus does not throw its guards away.
     ///
     /// Repeating it with the same `index` before any guard's lifetime is
-    /// over would change nothing, so that case returns at once.
+    /// over would change nothing, so that case returns at once; so does an
+    /// index made [`PathIndex::following`] the one last reconciled with
+    /// that drops or changes none of the guards, when no more are wanted.
     pub fn update<R: Rng + ?Sized>(&mut self, index: &PathIndex, now: u64, rng: &mut R) {
         if index.is_empty() {
             return;
         }
-        if self
-            .reconciled
-            .is_some_and(|done| done.generation == index.generation() && now < done.next_expiry)
+        if let Some(done) = &mut self.reconciled
+            && now < done.next_expiry
         {
-            return;
+            if done.generation == index.generation() {
+                return;
+            }
+            // The consensus right after the one reconciled with, and none
+            // of the guards dropped or changed: reconciling would keep
+            // every guard as it is, and a settled state samples nothing.
+            let (sampled, filter) = (&self.sampled, &done.filter);
+            let unchanged = index.changed_since(done.generation).is_some_and(|changed| {
+                !changed
+                    .iter()
+                    .any(|id| filter.may_hold(id) && sampled.iter().any(|entry| entry.id == *id))
+            });
+            if unchanged && done.settled {
+                done.generation = index.generation();
+                return;
+            }
         }
         self.sampled.retain_mut(|entry| {
             let Some(listed) = index.get(&entry.id) else {
@@ -178,20 +230,24 @@ impl GuardState {
                 .map(|entry| entry.expires_at)
                 .min()
                 .unwrap_or(u64::MAX),
+            settled: !self.wants_more(),
+            filter: IdFilter::of(self.sampled.iter().map(|entry| &entry.id)),
         });
     }
 
     /// Samples new guards, weighted by guard-position weight, until enough
     /// are usable or the state is full.
     fn top_up<R: Rng + ?Sized>(&mut self, index: &PathIndex, now: u64, rng: &mut R) {
-        let capacity = self.params.max_sampled.min(MAX_STORED_GUARDS);
-        while self.listed_count() < self.params.sample_size && self.sampled.len() < capacity {
+        while self.wants_more() {
             // At most MAX_STORED_GUARDS entries: a scan beats hashing.
             let held = &self.sampled;
             let drawn = index.draw(
                 Position::Guard,
                 Candidate::is_guard_eligible,
-                |candidate| !held.iter().any(|entry| entry.id == candidate.id),
+                |at| {
+                    let id = index.candidates()[at].id;
+                    !held.iter().any(|entry| entry.id == id)
+                },
                 rng,
             );
             let Some(id) = drawn.map(|at| index.candidates()[at].id) else {
@@ -208,6 +264,12 @@ impl GuardState {
                 last_success_at: None,
             });
         }
+    }
+
+    /// Whether fewer guards than wanted are usable and there is room.
+    fn wants_more(&self) -> bool {
+        let capacity = self.params.max_sampled.min(MAX_STORED_GUARDS);
+        self.listed_count() < self.params.sample_size && self.sampled.len() < capacity
     }
 
     fn listed_count(&self) -> usize {

@@ -174,7 +174,7 @@ pub fn select_exit<'a, R: Rng + ?Sized>(
         .draw(
             Position::Exit,
             Candidate::is_exit_eligible,
-            |candidate| fits_beside(candidate, avoiding, config),
+            |at| fits_beside(&index.candidates()[at], avoiding, config),
             rng,
         )
         .map(|at| &index.candidates()[at])
@@ -195,7 +195,7 @@ pub fn select_middle<'a, R: Rng + ?Sized>(
         .draw(
             Position::Middle,
             Candidate::is_middle_eligible,
-            |candidate| fits_beside(candidate, avoiding, config),
+            |at| fits_beside(&index.candidates()[at], avoiding, config),
             rng,
         )
         .map(|at| &index.candidates()[at])
@@ -221,9 +221,7 @@ fn path_through<R: Rng + ?Sized>(
         let exit = index.draw(
             Position::Exit,
             Candidate::is_exit_eligible,
-            |candidate| {
-                !set_aside.contains(&candidate.id) && fits_beside(candidate, &[guard_relay], config)
-            },
+            |at| !set_aside.contains(&candidates[at].id) && index.fits_beside(at, &[guard], config),
             rng,
         );
         let Some(exit) = exit else {
@@ -240,7 +238,7 @@ fn path_through<R: Rng + ?Sized>(
         let middle = index.draw(
             Position::Middle,
             Candidate::is_middle_eligible,
-            |candidate| fits_beside(candidate, &[guard_relay, exit_relay], config),
+            |at| index.fits_beside(at, &[guard, exit], config),
             rng,
         );
         if let Some(middle) = middle {

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use proptest::prelude::*;
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use trine_circuit::RelayId;
 use trine_circuit::codec;
@@ -403,4 +403,74 @@ proptest! {
             prop_assert_eq!(state.to_bytes(), bytes);
         }
     }
+}
+
+/// A consensus prepared as following the one a state last reconciled with
+/// lets `update` skip looking guards up when none of them changed; in every
+/// case the state and the random numbers it uses must be exactly those of
+/// a full reconciliation.
+#[test]
+fn reconciling_with_a_following_consensus_equals_a_full_reconciliation() {
+    let base = network();
+    let mut rng = ChaCha20Rng::seed_from_u64(40);
+    let first = PathIndex::new(base.clone());
+    let mut reconciled = GuardState::new(GuardParams::default());
+    reconciled.update(&first, NOW, &mut rng);
+    let held = sampled(&reconciled);
+    let unheld_guard = (1..=30).map(id).find(|g| !held.contains(g)).unwrap();
+
+    let without = |gone: RelayId| -> Vec<Candidate> {
+        base.iter().filter(|c| c.id != gone).cloned().collect()
+    };
+    let mut demoted = base.clone();
+    demoted.iter_mut().find(|c| c.id == held[0]).unwrap().flags = MIDDLE.iter().copied().collect();
+    let mut grown = base.clone();
+    grown.extend((31..=40).map(|n| relay(n, GUARD)));
+    let cases: Vec<(&str, Vec<Candidate>)> = vec![
+        ("unchanged", base.clone()),
+        ("an unsampled guard leaves", without(unheld_guard)),
+        ("a middle leaves", without(id(205))),
+        ("a sampled guard leaves", without(held[3])),
+        ("a sampled guard loses its flag", demoted),
+        ("new guards join", grown),
+    ];
+    for (name, candidates) in cases {
+        let (mut fast, mut full) = (reconciled.clone(), reconciled.clone());
+        let (mut fast_rng, mut full_rng) = (rng.clone(), rng.clone());
+        let following = PathIndex::following(&first, candidates.clone());
+        fast.update(&following, NOW + 3_600, &mut fast_rng);
+        full.update(&PathIndex::new(candidates), NOW + 3_600, &mut full_rng);
+        assert_eq!(fast.entries(), full.entries(), "{name}");
+        assert_eq!(
+            fast_rng.next_u64(),
+            full_rng.next_u64(),
+            "{name}: draws differ"
+        );
+    }
+}
+
+/// A state that still wants guards (too few listed) must sample the new
+/// ones a following consensus brings, as a full reconciliation does.
+#[test]
+fn an_unsettled_state_samples_what_a_following_consensus_adds() {
+    let few: Vec<Candidate> = network()
+        .into_iter()
+        .filter(|c| c.id > id(25) || !c.flags.has(Flag::Guard))
+        .collect();
+    let first = PathIndex::new(few.clone());
+    let mut rng = ChaCha20Rng::seed_from_u64(41);
+    let mut state = GuardState::new(GuardParams::default());
+    state.update(&first, NOW, &mut rng);
+    assert_eq!(state.entries().len(), 5, "only 5 guards to sample");
+    let mut full = state.clone();
+    let mut full_rng = rng.clone();
+    let all = network();
+    state.update(
+        &PathIndex::following(&first, all.clone()),
+        NOW + 60,
+        &mut rng,
+    );
+    full.update(&PathIndex::new(all), NOW + 60, &mut full_rng);
+    assert_eq!(state.entries().len(), 20);
+    assert_eq!(state.entries(), full.entries());
 }

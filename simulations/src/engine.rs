@@ -184,6 +184,7 @@ pub fn run_with_progress(
     let share_size = clients.len().div_ceil(SHARES).max(1);
 
     let mut published = START;
+    let mut previous: Option<PathIndex> = None;
     while published < end {
         // Churn up to and including the publication time, in time order.
         while next_join.min(next_leave) <= published {
@@ -197,7 +198,11 @@ pub fn run_with_progress(
             }
         }
         events += 1;
-        let index = PathIndex::new(network.candidates().to_vec());
+        let candidates = network.candidates().to_vec();
+        let index = match &previous {
+            Some(previous) => PathIndex::following(previous, candidates),
+            None => PathIndex::new(candidates),
+        };
         first.get_or_insert_with(|| consensus_stats(&index, &network));
         last_relays = index.candidates().len();
         let adversary: Vec<bool> = index
@@ -236,6 +241,7 @@ pub fn run_with_progress(
         add_counts(&mut exit_counts, &index, &period_total.exits);
         progress.advance(until - published);
         published = until;
+        previous = Some(index);
     }
 
     let (adversary_guard_share, adversary_exit_share, exit_entropy, first_relays) =
@@ -361,12 +367,14 @@ impl Period<'_> {
         // can newly expose the client.
         if !result.exposed {
             let since = client.unchecked_since;
-            result.exposed = client
-                .guards
-                .entries()
-                .iter()
-                .filter(|entry| entry.added_at >= since)
-                .any(|entry| self.network.is_adversary(&entry.id));
+            let entries = client.guards.entries();
+            // New guards are at the end: if the last is old, none is new.
+            if entries.last().is_some_and(|last| last.added_at >= since) {
+                result.exposed = entries
+                    .iter()
+                    .filter(|entry| entry.added_at >= since)
+                    .any(|entry| self.network.is_adversary(&entry.id));
+            }
             client.unchecked_since = now;
         }
         // The primary guards are sampled guards: none can be the

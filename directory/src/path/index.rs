@@ -1,7 +1,7 @@
 //! A consensus prepared for path selection: the candidates with their
-//! position weights, a lookup by identity, and per-position cumulative
-//! weights, built once per consensus so that each circuit costs a few
-//! binary searches instead of scans of every relay.
+//! position weights, a lookup by identity, and per position an alias table
+//! of the weights, built once per consensus so that each circuit costs a
+//! few random numbers instead of scans of every relay.
 //!
 //! A relay that must also fit a rule (not beside the guard, not already a
 //! guard) is drawn by rejection: draw from the whole position, retry if it
@@ -19,7 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rand::Rng;
 use trine_circuit::RelayId;
 
-use super::{Candidate, Position, PositionWeights, choice};
+use super::rules::ConflictKey;
+use super::{Candidate, PathConfig, Position, PositionWeights, choice};
 
 /// Draws from the whole position before scanning for the relays that fit.
 pub const REJECTION_TRIES: usize = 32;
@@ -32,52 +33,119 @@ static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub struct PathIndex {
     candidates: Vec<Candidate>,
+    /// Per candidate, what the conflict rule needs in the common case.
+    keys: Vec<ConflictKey>,
     weights: PositionWeights,
     /// Keyed per process (foldhash), so relays cannot choose identities
     /// that collide; far cheaper than SipHash for the lookups every
     /// reconciliation of a guard state makes.
     by_id: HashMap<RelayId, usize, RandomState>,
-    guard: Cumulative,
-    middle: Cumulative,
-    exit: Cumulative,
+    guard: AliasTable,
+    middle: AliasTable,
+    exit: AliasTable,
     generation: u64,
+    /// From [`Self::following`]: the consensus this one follows, and the
+    /// relays of it that this one drops or lists with another guard
+    /// eligibility.
+    previous: Option<Changes>,
 }
 
-/// The relays with positive weight in one position and the running sum of
-/// their weights.
+/// What changed for guard states from the consensus before.
+#[derive(Debug)]
+struct Changes {
+    generation: u64,
+    ids: Vec<RelayId>,
+}
+
+/// More changes than this and a guard state reconciles in full anyway.
+const MAX_TRACKED_CHANGES: usize = 64;
+
+/// The relays with positive weight in one position as an alias table
+/// (Walker, built as Vose does), in exact integers: a draw picks a slot
+/// uniformly, then that slot's relay or its alias by one more uniform
+/// number, which gives each relay exactly its weight over the total, at
+/// the cost of two random numbers and no search.
 #[derive(Debug, Default)]
-struct Cumulative {
-    positions: Vec<usize>,
-    sums: Vec<u128>,
+struct AliasTable {
+    slots: Vec<Slot>,
+    /// The sum of the weights.
+    total: u128,
 }
 
-impl Cumulative {
+/// One slot of an alias table, packed so a draw reads one place.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    /// Below this (out of the total) the slot gives `own`, else `alias`.
+    threshold: u128,
+    /// Positions among the candidates.
+    own: usize,
+    alias: usize,
+}
+
+impl AliasTable {
     fn new(candidates: &[Candidate], weights: &PositionWeights, position: Position) -> Self {
-        let mut table = Self::default();
-        let mut sum = 0u128;
+        let mut positions = Vec::new();
+        let mut scaled = Vec::new();
+        let mut total = 0u128;
         for (index, candidate) in candidates.iter().enumerate() {
             let weight = weights.weight_of(candidate, position);
             if weight > 0 {
-                sum = sum.saturating_add(weight);
-                table.positions.push(index);
-                table.sums.push(sum);
+                positions.push(index);
+                scaled.push(weight);
+                total = total.saturating_add(weight);
             }
         }
-        table
+        // Every slot holds `total`; a relay of weight w fills w × n of them.
+        let count = positions.len() as u128;
+        if total.checked_mul(count).is_none() {
+            // Beyond any real network: draws fall back to the exact scan.
+            return Self::default();
+        }
+        for weight in &mut scaled {
+            *weight *= count;
+        }
+        let mut slots: Vec<Slot> = positions
+            .iter()
+            .map(|&own| Slot {
+                threshold: total,
+                own,
+                alias: own,
+            })
+            .collect();
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) =
+            (0..scaled.len()).partition(|&slot| scaled[slot] < total);
+        while let (Some(&under), Some(&over)) = (small.last(), large.last()) {
+            small.pop();
+            slots[under].threshold = scaled[under];
+            slots[under].alias = positions[over];
+            scaled[over] -= total - scaled[under];
+            if scaled[over] < total {
+                large.pop();
+                small.push(over);
+            }
+        }
+        // What is left holds exactly `total`: its slots keep their relay.
+        Self { slots, total }
     }
 
-    /// An index into the candidates, drawn by weight; `None` when no relay
-    /// has weight here.
+    /// A position among the candidates, drawn by weight; `None` when no
+    /// relay has weight here.
     fn draw<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<usize> {
-        let total = *self.sums.last()?;
+        if self.slots.is_empty() {
+            return None;
+        }
+        let slot = self.slots[rng.gen_range(0..self.slots.len())];
         // The same uniform draw either way; 64-bit arithmetic is much
         // cheaper and every realistic network's total fits in it.
-        let point = match u64::try_from(total) {
+        let point = match u64::try_from(self.total) {
             Ok(total) => u128::from(rng.gen_range(0..total)),
-            Err(_) => rng.gen_range(0..total),
+            Err(_) => rng.gen_range(0..self.total),
         };
-        let slot = self.sums.partition_point(|&sum| sum <= point);
-        self.positions.get(slot).copied()
+        Some(if point < slot.threshold {
+            slot.own
+        } else {
+            slot.alias
+        })
     }
 }
 
@@ -96,14 +164,43 @@ impl PathIndex {
             }
         }
         Self {
-            guard: Cumulative::new(&candidates, &weights, Position::Guard),
-            middle: Cumulative::new(&candidates, &weights, Position::Middle),
-            exit: Cumulative::new(&candidates, &weights, Position::Exit),
+            keys: candidates.iter().map(ConflictKey::of).collect(),
+            guard: AliasTable::new(&candidates, &weights, Position::Guard),
+            middle: AliasTable::new(&candidates, &weights, Position::Middle),
+            exit: AliasTable::new(&candidates, &weights, Position::Exit),
             candidates,
             weights,
             by_id,
             generation: NEXT_GENERATION.fetch_add(1, Ordering::Relaxed),
+            previous: None,
         }
+    }
+
+    /// Prepares `candidates`, the consensus published after `previous`,
+    /// noting which relays of `previous` it drops or lists with another
+    /// guard eligibility. A guard state reconciled with `previous` whose
+    /// guards are none of those, and which wants no more guards, is then
+    /// reconciled with this one without looking its guards up (see
+    /// `GuardState::update`). Same result as [`Self::new`] otherwise.
+    pub fn following(previous: &PathIndex, candidates: Vec<Candidate>) -> Self {
+        let mut index = Self::new(candidates);
+        let mut ids = Vec::new();
+        for (position, old) in previous.candidates.iter().enumerate() {
+            if previous.by_id.get(&old.id) != Some(&position) {
+                continue; // a duplicate identity: its resolved entry counts
+            }
+            let now_eligible = index.get(&old.id).map(Candidate::is_guard_eligible);
+            if now_eligible != Some(old.is_guard_eligible()) {
+                ids.push(old.id);
+            }
+        }
+        if ids.len() <= MAX_TRACKED_CHANGES {
+            index.previous = Some(Changes {
+                generation: previous.generation,
+                ids,
+            });
+        }
+        index
     }
 
     /// The candidates, in consensus order.
@@ -137,7 +234,31 @@ impl PathIndex {
         self.generation
     }
 
-    /// Draws a relay that is `eligible` for `position` and `fits`, with
+    /// When this consensus follows the one with `generation` (see
+    /// [`Self::following`]): the relays whose listing as guards changed.
+    pub(crate) fn changed_since(&self, generation: u64) -> Option<&[RelayId]> {
+        self.previous
+            .as_ref()
+            .filter(|changes| changes.generation == generation)
+            .map(|changes| changes.ids.as_slice())
+    }
+
+    /// Whether the candidate at `at` may share a circuit with each of the
+    /// candidates at `avoiding`: [`Candidate::conflicts_with`], decided
+    /// from the packed keys where they suffice.
+    pub(crate) fn fits_beside(&self, at: usize, avoiding: &[usize], config: &PathConfig) -> bool {
+        avoiding.iter().all(|&other| {
+            let conflict = self.keys[at]
+                .conflicts(&self.keys[other], config)
+                .unwrap_or_else(|| {
+                    self.candidates[at].conflicts_with(&self.candidates[other], config)
+                });
+            !conflict
+        })
+    }
+
+    /// Draws a relay that is `eligible` for `position` and `fits` (given its
+    /// position among the candidates), with
     /// probability proportional to its weight there among all such relays
     /// (with [`choice::choose`]'s fallbacks when none of them has weight),
     /// and gives its position. `None` when no relay qualifies.
@@ -145,7 +266,7 @@ impl PathIndex {
         &self,
         position: Position,
         eligible: fn(&Candidate) -> bool,
-        fits: impl Fn(&Candidate) -> bool,
+        fits: impl Fn(usize) -> bool,
         rng: &mut R,
     ) -> Option<usize> {
         let table = match position {
@@ -153,10 +274,10 @@ impl PathIndex {
             Position::Middle => &self.middle,
             Position::Exit => &self.exit,
         };
-        if !table.sums.is_empty() {
+        if !table.slots.is_empty() {
             for _ in 0..REJECTION_TRIES {
                 let index = table.draw(rng)?;
-                if fits(&self.candidates[index]) {
+                if fits(index) {
                     return Some(index);
                 }
             }
@@ -165,8 +286,75 @@ impl PathIndex {
             .candidates
             .iter()
             .enumerate()
-            .filter(|(_, candidate)| eligible(candidate) && fits(candidate))
+            .filter(|&(at, candidate)| eligible(candidate) && fits(at))
             .unzip();
         choice::choose(&pool, position, &self.weights, rng).map(|index| positions[index])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::flags::{Flag, Flags};
+
+    fn middle(n: u64, weight: u64) -> Candidate {
+        let mut id = [0; 32];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        Candidate {
+            id: RelayId::from_bytes(id),
+            addresses: Vec::new(),
+            family: Vec::new(),
+            flags: Flags::NONE.with(Flag::Running).with(Flag::Valid),
+            weight,
+            exit_allows_general: false,
+        }
+    }
+
+    /// Over all slots, the share of the draws each relay gets is exactly
+    /// its weight over the total: `n × weight` slot-units of `total`.
+    fn assert_exact(weights: &[u64]) {
+        let candidates: Vec<Candidate> = (0u64..)
+            .zip(weights)
+            .map(|(n, &weight)| middle(n, weight))
+            .collect();
+        let position_weights = PositionWeights::compute(&candidates);
+        let table = AliasTable::new(&candidates, &position_weights, Position::Middle);
+        let slots = table.slots.len() as u128;
+        let mut mass = vec![0u128; candidates.len()];
+        for slot in &table.slots {
+            assert!(slot.threshold <= table.total);
+            mass[slot.own] += slot.threshold;
+            mass[slot.alias] += table.total - slot.threshold;
+        }
+        for (candidate, mass) in candidates.iter().zip(mass) {
+            let weight = position_weights.weight_of(candidate, Position::Middle);
+            assert_eq!(mass, weight * slots, "weights {weights:?}");
+        }
+    }
+
+    #[test]
+    fn alias_tables_give_each_relay_exactly_its_weight() {
+        assert_exact(&[1]);
+        assert_exact(&[5, 5, 5]);
+        assert_exact(&[1, 1_000_000, 3, 0, 7]);
+        assert_exact(&[u64::from(u32::MAX), 1, 2]);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for size in [2, 10, 97, 1000] {
+            let weights: Vec<u64> = (0..size).map(|_| rng.gen_range(0..100_000)).collect();
+            assert_exact(&weights);
+        }
+    }
+
+    #[test]
+    fn an_empty_position_draws_nothing() {
+        let candidates = vec![middle(1, 0)];
+        let weights = PositionWeights::compute(&candidates);
+        let table = AliasTable::new(&candidates, &weights, Position::Exit);
+        assert_eq!(table.draw(&mut ChaCha8Rng::seed_from_u64(2)), None);
     }
 }

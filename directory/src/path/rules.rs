@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use trine_circuit::RelayId;
+
 use super::{Candidate, PathConfig};
 use crate::flags::Flag;
 
@@ -78,5 +80,105 @@ impl Candidate {
                 .iter()
                 .any(|theirs| Subnet::of(theirs.ip()) == mine)
         })
+    }
+}
+
+/// What [`Candidate::conflicts_with`] needs of a relay in the common case,
+/// packed small so that a prepared consensus keeps one per relay and
+/// checks it without following pointers: its identity, its subnet when it
+/// has exactly one address, and whether it declares any family.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConflictKey {
+    id: RelayId,
+    only_subnet: Option<Subnet>,
+    declares_family: bool,
+}
+
+impl ConflictKey {
+    pub(crate) fn of(candidate: &Candidate) -> Self {
+        let only_subnet = match candidate.addresses.as_slice() {
+            [address] => Some(Subnet::of(address.ip())),
+            _ => None,
+        };
+        Self {
+            id: candidate.id,
+            only_subnet,
+            declares_family: !candidate.family.is_empty(),
+        }
+    }
+
+    /// [`Candidate::conflicts_with`] of the two relays when the keys
+    /// decide it: same identity, or one address each and not both
+    /// declaring a family (a family needs both sides). `None` when the
+    /// full rule has to look (several addresses, or two families).
+    pub(crate) fn conflicts(&self, other: &Self, config: &PathConfig) -> Option<bool> {
+        if self.id == other.id {
+            return Some(true);
+        }
+        if self.declares_family && other.declares_family {
+            return None;
+        }
+        match (self.only_subnet, other.only_subnet) {
+            (Some(mine), Some(theirs)) => Some(config.enforce_distinct_subnets && mine == theirs),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::flags::Flags;
+
+    /// A relay with 0–2 addresses from a few /16s and /32s, and maybe a
+    /// family naming some of the ten identities in play.
+    fn random_relay(rng: &mut ChaCha8Rng) -> Candidate {
+        let id = |n: u8| RelayId::from_bytes([n; 32]);
+        let addresses = (0..rng.gen_range(0..3))
+            .map(|_| {
+                let ip = if rng.gen_bool(0.7) {
+                    IpAddr::V4(Ipv4Addr::new(10, rng.gen_range(0..3), rng.r#gen(), 1))
+                } else {
+                    IpAddr::V6(Ipv6Addr::new(0x2001, rng.gen_range(0..2), 0, 0, 0, 0, 0, 1))
+                };
+                SocketAddr::new(ip, 443)
+            })
+            .collect();
+        let family = (0..rng.gen_range(0..3))
+            .map(|_| id(rng.gen_range(0..10)))
+            .collect();
+        Candidate {
+            id: id(rng.gen_range(0..10)),
+            addresses,
+            family,
+            flags: Flags::NONE,
+            weight: 1,
+            exit_allows_general: false,
+        }
+    }
+
+    #[test]
+    fn packed_keys_decide_exactly_as_the_full_rule() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        for enforce in [true, false] {
+            let config = PathConfig {
+                enforce_distinct_subnets: enforce,
+            };
+            for _ in 0..20_000 {
+                let (a, b) = (random_relay(&mut rng), random_relay(&mut rng));
+                let full = a.conflicts_with(&b, &config);
+                if let Some(decided) = ConflictKey::of(&a).conflicts(&ConflictKey::of(&b), &config)
+                {
+                    assert_eq!(decided, full, "{a:?} vs {b:?}");
+                }
+            }
+        }
     }
 }
