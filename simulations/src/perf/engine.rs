@@ -479,6 +479,22 @@ impl Sim<'_> {
     }
 
     /// Puts a cell on `packet.from`'s upstream port toward `packet.to`.
+    /// Sends `bytes` from node `from` on the circuit end `on`, to the node
+    /// at the other end of its link.
+    fn send_on(&mut self, now: u64, from: usize, on: CircuitRef, channel: Channel, bytes: Vec<u8>) {
+        let to = self.other_end(on.link, from);
+        self.send(
+            now,
+            Packet {
+                from,
+                to,
+                on,
+                channel,
+                bytes,
+            },
+        );
+    }
+
     fn send(&mut self, now: u64, packet: Packet) {
         let wire = packet.bytes.len() + CELL_OVERHEAD;
         let droppable = packet.channel == Channel::Datagram;

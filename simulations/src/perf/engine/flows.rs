@@ -210,17 +210,7 @@ impl Sim<'_> {
         self.buf = packet;
         match self.relays[relay].table.seal_exit_reply(circuit, &mut cell) {
             Some(to) => {
-                let next = self.other_end(to.link, relay);
-                self.send(
-                    now,
-                    Packet {
-                        from: relay,
-                        to: next,
-                        on: to,
-                        channel: Channel::Datagram,
-                        bytes: cell,
-                    },
-                );
+                self.send_on(now, relay, to, Channel::Datagram, cell);
             }
             None => self.drop("exit_circuit_gone"),
         }

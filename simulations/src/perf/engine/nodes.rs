@@ -30,17 +30,7 @@ impl Sim<'_> {
             .handle_cell(instant, on, channel, &mut bytes)
         {
             RelayAction::Forward { to, channel } => {
-                let next = self.other_end(to.link, relay);
-                self.send(
-                    now,
-                    Packet {
-                        from: relay,
-                        to: next,
-                        on: to,
-                        channel,
-                        bytes,
-                    },
-                );
+                self.send_on(now, relay, to, channel, bytes);
             }
             RelayAction::Exit { circuit, packet } => {
                 if let Some(payload) = bytes.get(packet) {
@@ -76,17 +66,7 @@ impl Sim<'_> {
         while let Some(RelayTransmit { to, channel, bytes }) =
             self.relays[relay].table.poll_transmit()
         {
-            let next = self.other_end(to.link, relay);
-            self.send(
-                now,
-                Packet {
-                    from: relay,
-                    to: next,
-                    on: to,
-                    channel,
-                    bytes,
-                },
-            );
+            self.send_on(now, relay, to, channel, bytes);
         }
         if let Some(at) = self.relays[relay].table.poll_timeout() {
             let at = self.ns(at);
