@@ -85,17 +85,20 @@ fn main() -> anyhow::Result<()> {
         } => {
             let text = std::fs::read_to_string(&scenario)
                 .with_context(|| format!("reading {}", scenario.display()))?;
-            if perf::declares_engine(&text) {
+            let performance = perf::declares_engine(&text);
+            if performance {
                 anyhow::ensure!(
                     seeds == 1,
                     "--seeds is for path-security scenarios; run a performance scenario once per seed"
                 );
-                return run_performance(&scenario, seed, &out);
             }
             let font = font
                 .or_else(|| std::env::var_os(plot::FONT_ENV).map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from(plot::DEFAULT_FONT));
             plot::use_font(&font)?;
+            if performance {
+                return run_performance(&scenario, seed, &out);
+            }
             let last = seed
                 .checked_add(seeds - 1)
                 .context("--seed plus --seeds runs past the largest seed (2^64 - 1)")?;

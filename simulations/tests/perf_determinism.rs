@@ -8,7 +8,7 @@ mod perf_common;
 use std::path::Path;
 use std::process::Command;
 
-const FILES: [&str; 10] = [
+const FILES: [&str; 16] = [
     "scenario.toml",
     "summary.json",
     "circuits.csv",
@@ -19,6 +19,12 @@ const FILES: [&str; 10] = [
     "flows.csv",
     "relays.csv",
     "drops.csv",
+    "build_time_cdf.svg",
+    "build_time_cdf.png",
+    "ttfb_cdf.svg",
+    "ttfb_cdf.png",
+    "download_time_cdf.svg",
+    "download_time_cdf.png",
 ];
 
 fn run_binary(scenario: &Path, seed: u64, out: &Path) {
@@ -61,6 +67,13 @@ fn same_seed_same_bytes_other_seed_other_results() {
     assert_ne!(
         read(&first.join("downloads.csv")),
         read(&other.join("downloads.csv"))
+    );
+    // The figures are real images of the CDFs.
+    assert!(read(&first.join("download_time_cdf.png")).starts_with(b"\x89PNG\r\n\x1a\n"));
+    let svg = String::from_utf8_lossy(&read(&first.join("build_time_cdf.svg"))).into_owned();
+    assert!(
+        svg.contains("<svg") && svg.contains("Circuit build time"),
+        "{svg}"
     );
     let summary = String::from_utf8_lossy(&read(&first.join("summary.json"))).into_owned();
     assert!(summary.contains("\"seed\": 5"), "{summary}");

@@ -9,6 +9,7 @@ use std::path::Path;
 
 use crate::error::SimError;
 use crate::output::{VERSION, io, num, save};
+use crate::plot::{self, Figure, Series};
 
 use super::engine::{DownloadRecord, PerfResult};
 use super::scenario::PerfScenario;
@@ -84,7 +85,54 @@ pub fn write(
     save(dir, "relays.csv", &relays_csv(result))?;
     save(dir, "drops.csv", &drops_csv(result))?;
     save(dir, "summary.json", &summary_json(seed, result, &summary))?;
+    figures(dir, result)?;
     Ok(summary)
+}
+
+/// The CDFs as figures (`.svg` and `.png`): build times, time to first
+/// byte, and download times per class.
+fn figures(dir: &Path, result: &PerfResult) -> Result<(), SimError> {
+    let line = |label: &str, sorted: &[f64], total: usize| Series {
+        label: label.to_owned(),
+        points: cdf_points(sorted, total),
+        band: None,
+    };
+    let build = line("circuits", &build_times_ms(result), result.circuits.len());
+    plot::fractions(
+        dir,
+        &Figure {
+            name: "build_time_cdf",
+            title: "Circuit build time",
+            x_label: "milliseconds",
+            y_label: "fraction of circuits built",
+        },
+        &[build],
+    )?;
+    let ttfb = line("downloads", &ttfb_ms(result), result.downloads.len());
+    plot::fractions(
+        dir,
+        &Figure {
+            name: "ttfb_cdf",
+            title: "Time to first byte",
+            x_label: "milliseconds",
+            y_label: "fraction of downloads",
+        },
+        &[ttfb],
+    )?;
+    let downloads: Vec<Series> = download_times(result)
+        .iter()
+        .map(|(class, (times, started))| line(class, times, *started))
+        .collect();
+    plot::fractions(
+        dir,
+        &Figure {
+            name: "download_time_cdf",
+            title: "Download time by size class",
+            x_label: "seconds",
+            y_label: "fraction of downloads started",
+        },
+        &downloads,
+    )
 }
 
 fn seconds(ns: u64) -> f64 {
@@ -114,13 +162,22 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
-/// A CDF of sorted `values` over `total` trials (so it ends at the share
-/// that produced a value).
+/// The CDF of sorted `values` over `total` trials (so it ends at the
+/// share that produced a value): `(value, fraction)` per value.
+fn cdf_points(sorted: &[f64], total: usize) -> Vec<(f64, f64)> {
+    let total = total.max(1) as f64;
+    sorted
+        .iter()
+        .enumerate()
+        .map(|(rank, &value)| (value, (rank + 1) as f64 / total))
+        .collect()
+}
+
+/// [`cdf_points`] as CSV.
 fn cdf_csv(label: &str, sorted: &[f64], total: usize) -> String {
     let mut text = format!("{label},fraction\n");
-    let total = total.max(1) as f64;
-    for (rank, value) in sorted.iter().enumerate() {
-        let _ = writeln!(text, "{value:.3},{:.6}", (rank + 1) as f64 / total);
+    for (value, fraction) in cdf_points(sorted, total) {
+        let _ = writeln!(text, "{value:.3},{fraction:.6}");
     }
     text
 }
@@ -178,14 +235,19 @@ fn downloads_csv(result: &PerfResult) -> String {
     text
 }
 
-fn ttfb_csv(result: &PerfResult) -> String {
+/// Times to first byte, sorted, in milliseconds.
+fn ttfb_ms(result: &PerfResult) -> Vec<f64> {
     let mut times: Vec<f64> = result
         .downloads
         .iter()
         .filter_map(|d| d.first_byte.map(|at| millis(at - d.started)))
         .collect();
     times.sort_by(f64::total_cmp);
-    cdf_csv("ttfb_ms", &times, result.downloads.len())
+    times
+}
+
+fn ttfb_csv(result: &PerfResult) -> String {
+    cdf_csv("ttfb_ms", &ttfb_ms(result), result.downloads.len())
 }
 
 /// Download times per class, sorted.
@@ -207,12 +269,8 @@ fn download_times(result: &PerfResult) -> BTreeMap<String, (Vec<f64>, usize)> {
 fn download_cdf_csv(result: &PerfResult) -> String {
     let mut text = String::from("class,seconds,fraction\n");
     for (name, (times, started)) in download_times(result) {
-        for (rank, time) in times.iter().enumerate() {
-            let _ = writeln!(
-                text,
-                "{name},{time:.6},{:.6}",
-                (rank + 1) as f64 / started.max(1) as f64
-            );
+        for (time, fraction) in cdf_points(&times, started) {
+            let _ = writeln!(text, "{name},{time:.6},{fraction:.6}");
         }
     }
     text
