@@ -7,6 +7,7 @@
 //! parallel (rayon) with results that do not depend on the thread count.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 
 use foldhash::fast::RandomState;
 
@@ -15,14 +16,15 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use trine_circuit::RelayId;
 use trine_directory::{
-    GuardParams, GuardState, PathConfig, PathIndex, Position, select_path_positions,
+    Candidate, GuardParams, GuardState, PathConfig, PathIndex, Position, select_path_positions,
 };
 
 use crate::dist;
 use crate::error::SimError;
 use crate::network::Network;
+use crate::prefix::{self, Prefix};
 use crate::progress::Progress;
-use crate::scenario::Scenario;
+use crate::scenario::{Scenario, prefixes};
 
 /// Simulated UNIX time of the start of every run.
 pub const START: u64 = 1_700_000_000;
@@ -106,7 +108,54 @@ struct Client {
     departs: u64,
     /// Guards sampled at or after this time have not been looked at yet.
     unchecked_since: u64,
+    /// Where it is (drawn from `clients.prefixes`, if given).
+    address: Option<IpAddr>,
     result: ClientResult,
+}
+
+/// The links the adversary watches, and where clients and destinations
+/// are.
+struct Links {
+    watched: Vec<(Vec<Prefix>, Vec<Prefix>)>,
+    clients: Vec<Prefix>,
+    destinations: Vec<Prefix>,
+}
+
+impl Links {
+    fn of(scenario: &Scenario) -> Result<Self, SimError> {
+        let watched = scenario
+            .links
+            .iter()
+            .map(|link| {
+                Ok((
+                    prefixes("links.between", &link.between)?,
+                    prefixes("links.and", &link.and)?,
+                ))
+            })
+            .collect::<Result<_, SimError>>()?;
+        Ok(Self {
+            watched,
+            clients: prefixes("clients.prefixes", &scenario.clients.prefixes)?,
+            destinations: prefixes("clients.destinations", &scenario.clients.destinations)?,
+        })
+    }
+
+    /// Whether traffic between `one` and any address of `relay` crosses a
+    /// watched link.
+    fn sees(&self, one: Option<IpAddr>, relay: &Candidate) -> bool {
+        let Some(one) = one else {
+            return false;
+        };
+        relay.addresses.iter().any(|other| {
+            let other = other.ip();
+            self.watched.iter().any(|(side, other_side)| {
+                let within =
+                    |prefixes: &[Prefix], address| prefixes.iter().any(|p| p.contains(address));
+                (within(side, one) && within(other_side, other))
+                    || (within(other_side, one) && within(side, other))
+            })
+        })
+    }
 }
 
 /// What a share of the clients built in one consensus period, by relay
@@ -164,8 +213,17 @@ pub fn run_with_progress(
     progress.start(end - START);
     let params = scenario.clients.guards.params();
     let circuit_rate = scenario.clients.circuits_per_hour / HOUR;
+    let links = Links::of(scenario)?;
     let mut clients: Vec<Client> = (0..scenario.clients.count)
-        .map(|index| Client::arriving(scenario, &params, stream(seed, u64::from(index)), end))
+        .map(|index| {
+            Client::arriving(
+                scenario,
+                &params,
+                &links,
+                stream(seed, u64::from(index)),
+                end,
+            )
+        })
         .collect();
     let churn = &scenario.relays.churn;
     let (join_rate, leave_rate) = (churn.join_per_day / DAY, churn.leave_per_day / DAY);
@@ -212,6 +270,7 @@ pub fn run_with_progress(
             .collect();
         let until = published.saturating_add(consensus_step).min(end);
         let period = Period {
+            links: &links,
             index: &index,
             adversary: &adversary,
             network: &network,
@@ -281,9 +340,16 @@ fn add_counts(totals: &mut IdMap, index: &PathIndex, counts: &[u64]) {
 }
 
 impl Client {
-    /// A client with its own stream: draws its arrival, its departure and
-    /// its first circuit time, in that order.
-    fn arriving(scenario: &Scenario, params: &GuardParams, mut rng: ChaCha8Rng, end: u64) -> Self {
+    /// A client with its own stream: draws its arrival, its departure, its
+    /// first circuit time and (with client prefixes) its address, in that
+    /// order.
+    fn arriving(
+        scenario: &Scenario,
+        params: &GuardParams,
+        links: &Links,
+        mut rng: ChaCha8Rng,
+        end: u64,
+    ) -> Self {
         let spec = &scenario.clients;
         let spread = (spec.arrive_over_days * DAY).round() as u64;
         let arrives = START
@@ -297,6 +363,7 @@ impl Client {
             None => end,
         };
         let next_circuit = after_exponential(arrives, spec.circuits_per_hour / HOUR, &mut rng);
+        let address = prefix::draw_from(&links.clients, &mut rng);
         Self {
             guards: GuardState::new(params.clone()),
             rng,
@@ -304,6 +371,7 @@ impl Client {
             arrives,
             departs,
             unchecked_since: 0,
+            address,
             result: ClientResult::default(),
         }
     }
@@ -312,6 +380,7 @@ impl Client {
 /// One consensus period: the network as published, and what the clients
 /// share while they build their circuits in it.
 struct Period<'a> {
+    links: &'a Links,
     index: &'a PathIndex,
     /// Per relay of `index`: whether it is the adversary's.
     adversary: &'a [bool],
@@ -354,7 +423,17 @@ impl Period<'_> {
                 if bad_guard {
                     result.adversary_guard += 1;
                 }
-                if bad_guard && bad_exit {
+                let (entry_seen, exit_seen) = if self.links.watched.is_empty() {
+                    (bad_guard, bad_exit)
+                } else {
+                    let relays = self.index.candidates();
+                    let destination = prefix::draw_from(&self.links.destinations, &mut client.rng);
+                    (
+                        bad_guard || self.links.sees(client.address, &relays[path.guard]),
+                        bad_exit || self.links.sees(destination, &relays[path.exit]),
+                    )
+                };
+                if entry_seen && exit_seen {
                     result.compromised += 1;
                     day.compromised += 1;
                     result.first_compromise.get_or_insert(now - client.arrives);

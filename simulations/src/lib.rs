@@ -20,6 +20,7 @@ pub mod network;
 pub mod output;
 pub mod perf;
 pub mod plot;
+pub mod prefix;
 pub mod progress;
 pub mod scenario;
 

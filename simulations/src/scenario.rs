@@ -11,6 +11,7 @@ use trine_directory::GuardParams;
 use trine_directory::guards::MAX_STORED_GUARDS;
 
 use crate::error::SimError;
+use crate::prefix::Prefix;
 
 pub use relays::{
     Bandwidth, Churn, GeneratedRelays, ImportFormat, ImportSpec, RelaySource, RelaySpec,
@@ -28,6 +29,21 @@ pub struct Scenario {
     pub clients: ClientSpec,
     /// The adversary's relays.
     pub adversary: AdversarySpec,
+    /// Network links the adversary watches as well (optional).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<LinkSpec>,
+}
+
+/// Links a link adversary watches: any traffic between an address in
+/// `between` and one in `and`, either way. Of a circuit it can see the
+/// client–guard link and the exit–destination link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    /// Prefixes on one side (`"198.51.100.0/24"`, `"2001:db8::/32"`).
+    pub between: Vec<String>,
+    /// Prefixes on the other side.
+    pub and: Vec<String>,
 }
 
 /// Simulated time.
@@ -59,6 +75,13 @@ pub struct ClientSpec {
     /// The clients' guard settings, as in the client's `GuardParams`.
     #[serde(default)]
     pub guards: GuardSpec,
+    /// Where clients are: each gets an address drawn from one of these
+    /// prefixes (chosen uniformly); needed for link adversaries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefixes: Vec<String>,
+    /// Where circuits go: each circuit's destination is drawn likewise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<String>,
 }
 
 /// Guard settings of every client (the shipped defaults unless given).
@@ -214,6 +237,10 @@ circuits_per_hour = 6.0 # Poisson; one circuit every 10 minutes on average
 # arrive_over_days = 0.0   # optional: arrivals uniform over the first N days
 # mean_stay_days = 30.0    # optional: exponential stay, then the client leaves
 
+# prefixes = ["100.64.0.0/10"]   # optional: client addresses, and ...
+# destinations = ["93.184.0.0/16", "151.101.0.0/16"]  # ... circuit destinations
+#                          # (both needed by [[links]] below)
+
 # [clients.guards]         # optional: the client's guard settings (defaults
 # sample_size = 20         # as shipped)
 # max_sampled = 40
@@ -236,6 +263,14 @@ subnets = 10
 #     relays, by nickname or 64-hex fingerprint; generated relays are named
 #     relay0, relay1, ... in generation order, imported ones as the document
 #     names them, and a Tor relay also by its 40-hex fingerprint)
+
+# [[links]]               # optional, repeatable: links the adversary also
+# between = ["100.64.0.0/10"]   # watches (traffic between the two sides,
+# and = ["0.0.0.0/0"]           # either way): here every client's link to
+#                               # its guard. A circuit is compromised when the
+#                               # adversary sees both ends: its guard or the
+#                               # client-guard link, and its exit or the
+#                               # exit-destination link.
 "#;
 
 impl Scenario {
@@ -289,6 +324,30 @@ impl Scenario {
             positive("clients.mean_stay_days", stay)?;
         }
         self.clients.guards.check()?;
+        prefixes("clients.prefixes", &self.clients.prefixes)?;
+        prefixes("clients.destinations", &self.clients.destinations)?;
+        for link in &self.links {
+            if prefixes("links.between", &link.between)?.is_empty() {
+                invalid("links.between", "must name at least one prefix")?;
+            }
+            if prefixes("links.and", &link.and)?.is_empty() {
+                invalid("links.and", "must name at least one prefix")?;
+            }
+        }
+        if !self.links.is_empty() {
+            if self.clients.prefixes.is_empty() {
+                invalid(
+                    "clients.prefixes",
+                    "a link adversary needs the clients' prefixes",
+                )?;
+            }
+            if self.clients.destinations.is_empty() {
+                invalid(
+                    "clients.destinations",
+                    "a link adversary needs the destinations",
+                )?;
+            }
+        }
         match self.adversary {
             AdversarySpec::Added {
                 guard_fraction,
@@ -343,6 +402,21 @@ pub(crate) fn check_generated(generated: &GeneratedRelays) -> Result<(), SimErro
         }
         Bandwidth::Constant { .. } => Ok(()),
     }
+}
+
+/// The prefixes of a scenario list, each checked; an error names the list
+/// and the entry.
+pub fn prefixes(field: &'static str, texts: &[String]) -> Result<Vec<Prefix>, SimError> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            Prefix::parse(text).map_err(|reason| SimError::Invalid {
+                field,
+                reason: format!("entry {index}: {reason}"),
+            })
+        })
+        .collect()
 }
 
 pub(crate) fn invalid(field: &'static str, reason: &str) -> Result<(), SimError> {
