@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 FUZZ_SECONDS ?= 20
-SIM_SEEDS ?= 2
+SIM_SEEDS ?= 20
 export CARGO_TERM_COLOR ?= never
 
 .PHONY: help deps build test lint bench fuzz fuzz-build demo demo-memory testnet-up testnet-down gui bench-net sim sim-bench clean
@@ -54,7 +54,7 @@ bench-net: ## Side by side in namespaces (root): direct, WireGuard 1 hop and 3 n
 gui: ## Build and start the desktop app (needs a display; talks to the daemon at TRINE_SOCKET or /run/trine/control.sock)
 	$(CARGO) run -p trine-gui --bin trine-gui
 
-sim: ## The example scenario end to end (release): SIM_SEEDS seeds (default 2), tables and figures in sim-out/
+sim: ## The example scenario end to end (release): SIM_SEEDS seeds (default 20), tables and figures in sim-out/
 	mkdir -p sim-out
 	$(CARGO) run -q --release -p trine-sim -- example > sim-out/example.toml
 	$(CARGO) run -q --release -p trine-sim -- run sim-out/example.toml --seed 1 --seeds $(SIM_SEEDS) --out sim-out
