@@ -155,7 +155,6 @@ fn middles_are_drawn_by_middle_weight_among_relays_that_fit() {
     network[32].family = vec![exit.id];
     network[0].family = vec![network[32].id];
     let exit = network[0].clone();
-    let weights = PositionWeights::compute(&network);
     let config = PathConfig::default();
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     let mut counts = vec![0; network.len()];
@@ -164,23 +163,31 @@ fn middles_are_drawn_by_middle_weight_among_relays_that_fit() {
         let middle = select_middle(&index, &[&guard, &exit], &config, &mut rng).unwrap();
         counts[network.iter().position(|c| c.id == middle.id).unwrap()] += 1;
     }
-    let expected: Vec<u128> = network
-        .iter()
-        .map(|c| {
-            let fits = ![&guard, &exit]
-                .iter()
-                .any(|other| c.conflicts_with(other, &config));
-            if fits {
-                weights.weight_of(c, Position::Middle)
-            } else {
-                0
-            }
-        })
-        .collect();
+    let expected = middle_weights_beside(&network, &[&guard, &exit], &config);
     for excluded in [0, 20, 30, 31, 32] {
         assert_eq!(expected[excluded], 0);
     }
     assert_binomial(&counts, &expected, DRAWS);
+}
+
+/// Each relay's middle-position weight if it fits beside every relay in
+/// `avoiding`, else 0: what middle draws must be proportional to.
+fn middle_weights_beside(
+    network: &[Candidate],
+    avoiding: &[&Candidate],
+    config: &PathConfig,
+) -> Vec<u128> {
+    let weights = PositionWeights::compute(network);
+    network
+        .iter()
+        .map(|c| {
+            if avoiding.iter().any(|other| c.conflicts_with(other, config)) {
+                0
+            } else {
+                weights.weight_of(c, Position::Middle)
+            }
+        })
+        .collect()
 }
 
 /// When almost all middle weight sits beside the guard, most rejection
@@ -196,7 +203,6 @@ fn middles_are_drawn_by_weight_when_almost_none_fit() {
         relay.addresses = guard.addresses.clone();
         relay.weight = 1_000_000;
     }
-    let weights = PositionWeights::compute(&network);
     let config = PathConfig::default();
     let index = PathIndex::new(network.clone());
     let mut rng = ChaCha20Rng::seed_from_u64(9);
@@ -205,19 +211,7 @@ fn middles_are_drawn_by_weight_when_almost_none_fit() {
         let middle = select_middle(&index, &[&guard, &exit], &config, &mut rng).unwrap();
         counts[network.iter().position(|c| c.id == middle.id).unwrap()] += 1;
     }
-    let expected: Vec<u128> = network
-        .iter()
-        .map(|c| {
-            let fits = ![&guard, &exit]
-                .iter()
-                .any(|other| c.conflicts_with(other, &config));
-            if fits {
-                weights.weight_of(c, Position::Middle)
-            } else {
-                0
-            }
-        })
-        .collect();
+    let expected = middle_weights_beside(&network, &[&guard, &exit], &config);
     assert_binomial(&counts, &expected, DRAWS);
 }
 

@@ -286,11 +286,7 @@ impl Scenario {
     /// absolute, so the resolved scenario written next to the results
     /// names the same file from anywhere.
     pub fn from_file(path: &Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut scenario = Self::from_toml(&text)?;
+        let mut scenario = Self::from_toml(&read_text(path)?)?;
         if let RelaySource::Imported(import) = &mut scenario.relays.source {
             import.path = resolve_beside(path, &import.path)?;
         }
@@ -402,6 +398,14 @@ pub(crate) fn check_generated(generated: &GeneratedRelays) -> Result<(), SimErro
         }
         Bandwidth::Constant { .. } => Ok(()),
     }
+}
+
+/// The text of the scenario file at `path`.
+pub(crate) fn read_text(path: &Path) -> Result<String, SimError> {
+    std::fs::read_to_string(path).map_err(|source| SimError::Io {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// The prefixes of a scenario list, each checked; an error names the list

@@ -483,6 +483,18 @@ impl Sim<'_> {
     /// at the other end of its link.
     fn send_on(&mut self, now: u64, from: usize, on: CircuitRef, channel: Channel, bytes: Vec<u8>) {
         let to = self.other_end(on.link, from);
+        self.send_to(now, (from, to), on, channel, bytes);
+    }
+
+    /// Sends `bytes` from node `ends.0` to node `ends.1` on circuit end `on`.
+    fn send_to(
+        &mut self,
+        now: u64,
+        (from, to): (usize, usize),
+        on: CircuitRef,
+        channel: Channel,
+        bytes: Vec<u8>,
+    ) {
         self.send(
             now,
             Packet {

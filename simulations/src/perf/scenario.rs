@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::SimError;
 use crate::scenario::{
     Bandwidth, RelaySource, RelaySpec, at_least_one, check_generated, fraction, invalid,
-    non_negative, positive, resolve_beside,
+    non_negative, positive, read_text, resolve_beside,
 };
 
 use super::units;
@@ -250,11 +250,7 @@ impl PerfScenario {
     /// Reads and checks the file at `path`; relative relay-import and
     /// graph paths are resolved against its directory and made absolute.
     pub fn from_file(path: &Path) -> Result<Self, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let mut scenario = Self::from_toml(&text)?;
+        let mut scenario = Self::from_toml(&read_text(path)?)?;
         if let RelaySource::Imported(import) = &mut scenario.relays.source {
             import.path = resolve_beside(path, &import.path)?;
         }

@@ -6,7 +6,7 @@
 use trine_circuit::cell::data_cell;
 use trine_circuit::{Channel, CircuitHandle};
 
-use super::{DownloadRecord, Event, Packet, SECOND, Sim, Transfer};
+use super::{DownloadRecord, Event, SECOND, Sim, Transfer};
 use crate::perf::transport::{HEADER_LEN, Header, Kind, Receiver, Segmenting, Sender};
 
 impl Sim<'_> {
@@ -179,16 +179,7 @@ impl Sim<'_> {
         match (sealed, client.end) {
             (true, Some((on, guard))) => {
                 let host = client.host;
-                self.send(
-                    now,
-                    Packet {
-                        from: host,
-                        to: guard,
-                        on,
-                        channel: Channel::Datagram,
-                        bytes: cell,
-                    },
-                );
+                self.send_to(now, (host, guard), on, Channel::Datagram, cell);
             }
             _ => self.drop("client_not_ready"),
         }

@@ -6,7 +6,8 @@
 use trine_circuit::client::{CircuitState, FailureCause, Received};
 use trine_circuit::relay::RelayTransmit;
 use trine_circuit::{
-    ClientCircuit, ClientConfig, ClientEvent, HopSpec, Reason, RelayAction, RelayEvent,
+    CircuitRef, ClientCircuit, ClientConfig, ClientEvent, HopSpec, Reason, RelayAction, RelayEvent,
+    Transmit,
 };
 use trine_directory::{PathConfig, select_path};
 
@@ -185,20 +186,7 @@ impl Sim<'_> {
         }
         let timeout = circuit.poll_timeout();
         let (host, end) = (client.host, client.end);
-        if let Some((on, guard)) = end {
-            for transmit in transmits {
-                self.send(
-                    now,
-                    Packet {
-                        from: host,
-                        to: guard,
-                        on,
-                        channel: transmit.channel,
-                        bytes: transmit.bytes,
-                    },
-                );
-            }
-        }
+        self.send_to_guard(now, host, end, transmits);
         for event in events {
             match event {
                 ClientEvent::Ready => self.circuit_ready(now, index),
@@ -257,6 +245,22 @@ impl Sim<'_> {
         }
     }
 
+    /// Sends a client's queued cells from its `host` to its guard over the
+    /// link `end`; without a link they have nowhere to go.
+    fn send_to_guard(
+        &mut self,
+        now: u64,
+        host: usize,
+        end: Option<(CircuitRef, usize)>,
+        transmits: Vec<Transmit>,
+    ) {
+        if let Some((on, guard)) = end {
+            for transmit in transmits {
+                self.send_to(now, (host, guard), on, transmit.channel, transmit.bytes);
+            }
+        }
+    }
+
     /// The circuit failed or was destroyed: give it up (its DESTROY was
     /// sent), abandon the transfer, and build another after a pause.
     pub(super) fn circuit_lost(&mut self, now: u64, index: u32) {
@@ -267,21 +271,8 @@ impl Sim<'_> {
             while let Some(transmit) = circuit.poll_transmit() {
                 transmits.push(transmit);
             }
-            if let Some((on, guard)) = client.end {
-                let host = client.host;
-                for transmit in transmits {
-                    self.send(
-                        now,
-                        Packet {
-                            from: host,
-                            to: guard,
-                            on,
-                            channel: transmit.channel,
-                            bytes: transmit.bytes,
-                        },
-                    );
-                }
-            }
+            let (host, end) = (client.host, client.end);
+            self.send_to_guard(now, host, end, transmits);
         }
         let client = &mut self.clients[index as usize];
         client.end = None;
