@@ -111,6 +111,9 @@ struct Reconciled {
     /// Which identities the sample may hold, so that a change to a relay
     /// it certainly does not hold is passed over without reading it.
     filter: IdFilter,
+    /// The guard last looked up in this consensus, and where it is listed
+    /// as a guard: most circuits go through the same guard.
+    located: Option<(RelayId, Option<usize>)>,
 }
 
 /// A 256-bit Bloom filter of identities with one bit each: no false
@@ -211,6 +214,7 @@ impl GuardState {
             });
             if unchanged && done.settled {
                 done.generation = index.generation();
+                done.located = None;
                 return;
             }
         }
@@ -232,7 +236,32 @@ impl GuardState {
                 .unwrap_or(u64::MAX),
             settled: !self.wants_more(),
             filter: IdFilter::of(self.sampled.iter().map(|entry| &entry.id)),
+            located: None,
         });
+    }
+
+    /// Where `id` is listed as a guard (Guard, Running, Valid) among the
+    /// candidates of `index`; `None` when it is not. Remembers the answer
+    /// for the guard last asked about while `index` is the consensus the
+    /// state was reconciled with, so a client's circuits through its usual
+    /// guard look it up once per consensus.
+    pub(crate) fn listed_position(&mut self, index: &PathIndex, id: RelayId) -> Option<usize> {
+        let look_up = || {
+            index
+                .position_of(&id)
+                .filter(|&at| index.candidates()[at].is_guard_eligible())
+        };
+        match &mut self.reconciled {
+            Some(done) if done.generation == index.generation() => match done.located {
+                Some((known, at)) if known == id => at,
+                _ => {
+                    let at = look_up();
+                    done.located = Some((id, at));
+                    at
+                }
+            },
+            _ => look_up(),
+        }
     }
 
     /// Samples new guards, weighted by guard-position weight, until enough

@@ -145,11 +145,13 @@ pub fn select_path_positions<R: Rng + ?Sized>(
 ) -> Result<PathPositions, PathError> {
     guards.update(index, now, rng);
     let mut first_error = None;
-    for guard_id in guards.usable(now) {
-        let listed_guard = index
-            .position_of(&guard_id)
-            .filter(|&at| index.candidates()[at].is_guard_eligible());
-        let Some(guard) = listed_guard else {
+    // By rank rather than by iterator, so the state can note where its
+    // guard is; later ranks are reached only when a guard fails.
+    for rank in 0.. {
+        let Some(guard_id) = guards.usable(now).nth(rank) else {
+            break;
+        };
+        let Some(guard) = guards.listed_position(index, guard_id) else {
             continue;
         };
         match path_through(index, guard, config, rng) {

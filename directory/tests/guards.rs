@@ -407,15 +407,18 @@ proptest! {
 
 /// A consensus prepared as following the one a state last reconciled with
 /// lets `update` skip looking guards up when none of them changed; in every
-/// case the state and the random numbers it uses must be exactly those of
-/// a full reconciliation.
+/// case the state, the random numbers it uses and the path it then picks
+/// must be exactly those of a full reconciliation (the state remembers
+/// where its guard was in the consensus before, which must not leak into
+/// the next even when every relay moves).
 #[test]
 fn reconciling_with_a_following_consensus_equals_a_full_reconciliation() {
     let base = network();
     let mut rng = ChaCha20Rng::seed_from_u64(40);
     let first = PathIndex::new(base.clone());
     let mut reconciled = GuardState::new(GuardParams::default());
-    reconciled.update(&first, NOW, &mut rng);
+    let config = PathConfig::default();
+    select_path(&first, &mut reconciled, NOW, &mut rng, &config).unwrap();
     let held = sampled(&reconciled);
     let unheld_guard = (1..=30).map(id).find(|g| !held.contains(g)).unwrap();
 
@@ -428,6 +431,8 @@ fn reconciling_with_a_following_consensus_equals_a_full_reconciliation() {
     grown.extend((31..=40).map(|n| relay(n, GUARD)));
     let cases: Vec<(&str, Vec<Candidate>)> = vec![
         ("unchanged", base.clone()),
+        ("every relay moves", base.iter().rev().cloned().collect()),
+        ("the relay listed first leaves", base[1..].to_vec()),
         ("an unsampled guard leaves", without(unheld_guard)),
         ("a middle leaves", without(id(205))),
         ("a sampled guard leaves", without(held[3])),
@@ -439,12 +444,29 @@ fn reconciling_with_a_following_consensus_equals_a_full_reconciliation() {
         let (mut fast_rng, mut full_rng) = (rng.clone(), rng.clone());
         let following = PathIndex::following(&first, candidates.clone());
         fast.update(&following, NOW + 3_600, &mut fast_rng);
-        full.update(&PathIndex::new(candidates), NOW + 3_600, &mut full_rng);
+        full.update(
+            &PathIndex::new(candidates.clone()),
+            NOW + 3_600,
+            &mut full_rng,
+        );
         assert_eq!(fast.entries(), full.entries(), "{name}");
         assert_eq!(
             fast_rng.next_u64(),
             full_rng.next_u64(),
             "{name}: draws differ"
+        );
+        let at = NOW + 3_700;
+        assert_eq!(
+            select_path(&following, &mut fast, at, &mut fast_rng, &config).unwrap(),
+            select_path(
+                &PathIndex::new(candidates.clone()),
+                &mut full,
+                at,
+                &mut full_rng,
+                &config
+            )
+            .unwrap(),
+            "{name}: paths differ"
         );
     }
 }

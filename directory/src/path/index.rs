@@ -33,7 +33,9 @@ static NEXT_GENERATION: AtomicU64 = AtomicU64::new(1);
 #[derive(Debug)]
 pub struct PathIndex {
     candidates: Vec<Candidate>,
-    /// Per candidate, what the conflict rule needs in the common case.
+    /// Per candidate, what the conflict rule needs in the common case
+    /// (empty for a consensus too large to number, which then always uses
+    /// the full rule).
     keys: Vec<ConflictKey>,
     weights: PositionWeights,
     /// Keyed per process (foldhash), so relays cannot choose identities
@@ -69,20 +71,25 @@ const MAX_TRACKED_CHANGES: usize = 64;
 struct AliasTable {
     slots: Vec<Slot>,
     /// The sum of the weights.
-    total: u128,
+    total: u64,
 }
 
-/// One slot of an alias table, packed so a draw reads one place.
+/// One slot of an alias table, packed into 16 bytes so a draw reads one
+/// place and the tables of a large consensus stay in a core's cache.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     /// Below this (out of the total) the slot gives `own`, else `alias`.
-    threshold: u128,
+    threshold: u64,
     /// Positions among the candidates.
-    own: usize,
-    alias: usize,
+    own: u32,
+    alias: u32,
 }
 
 impl AliasTable {
+    /// The table of `position`; empty (so draws use the exact scan) when
+    /// no relay has weight there, or when the total weight or the number
+    /// of relays is too large for the packed slots, which no real network
+    /// comes near (the total is bandwidths times 10,000).
     fn new(candidates: &[Candidate], weights: &PositionWeights, position: Position) -> Self {
         let mut positions = Vec::new();
         let mut scaled = Vec::new();
@@ -90,24 +97,27 @@ impl AliasTable {
         for (index, candidate) in candidates.iter().enumerate() {
             let weight = weights.weight_of(candidate, position);
             if weight > 0 {
+                let Ok(index) = u32::try_from(index) else {
+                    return Self::default();
+                };
                 positions.push(index);
                 scaled.push(weight);
                 total = total.saturating_add(weight);
             }
         }
+        let Ok(total_u64) = u64::try_from(total) else {
+            return Self::default();
+        };
         // Every slot holds `total`; a relay of weight w fills w × n of them.
         let count = positions.len() as u128;
-        if total.checked_mul(count).is_none() {
-            // Beyond any real network: draws fall back to the exact scan.
-            return Self::default();
-        }
         for weight in &mut scaled {
+            // Below 2^64 × 2^32: no overflow in u128.
             *weight *= count;
         }
         let mut slots: Vec<Slot> = positions
             .iter()
             .map(|&own| Slot {
-                threshold: total,
+                threshold: total_u64,
                 own,
                 alias: own,
             })
@@ -116,7 +126,8 @@ impl AliasTable {
             (0..scaled.len()).partition(|&slot| scaled[slot] < total);
         while let (Some(&under), Some(&over)) = (small.last(), large.last()) {
             small.pop();
-            slots[under].threshold = scaled[under];
+            // Below `total`, which fits in u64.
+            slots[under].threshold = scaled[under] as u64;
             slots[under].alias = positions[over];
             scaled[over] -= total - scaled[under];
             if scaled[over] < total {
@@ -125,27 +136,26 @@ impl AliasTable {
             }
         }
         // What is left holds exactly `total`: its slots keep their relay.
-        Self { slots, total }
+        Self {
+            slots,
+            total: total_u64,
+        }
     }
 
-    /// A position among the candidates, drawn by weight; `None` when no
-    /// relay has weight here.
+    /// A position among the candidates, drawn by weight; `None` when the
+    /// table is empty.
     fn draw<R: Rng + ?Sized>(&self, rng: &mut R) -> Option<usize> {
         if self.slots.is_empty() {
             return None;
         }
         let slot = self.slots[rng.gen_range(0..self.slots.len())];
-        // The same uniform draw either way; 64-bit arithmetic is much
-        // cheaper and every realistic network's total fits in it.
-        let point = match u64::try_from(self.total) {
-            Ok(total) => u128::from(rng.gen_range(0..total)),
-            Err(_) => rng.gen_range(0..self.total),
-        };
-        Some(if point < slot.threshold {
+        let point = rng.gen_range(0..self.total);
+        let at = if point < slot.threshold {
             slot.own
         } else {
             slot.alias
-        })
+        };
+        Some(at as usize)
     }
 }
 
@@ -164,7 +174,7 @@ impl PathIndex {
             }
         }
         Self {
-            keys: candidates.iter().map(ConflictKey::of).collect(),
+            keys: ConflictKey::for_all(&candidates).unwrap_or_default(),
             guard: AliasTable::new(&candidates, &weights, Position::Guard),
             middle: AliasTable::new(&candidates, &weights, Position::Middle),
             exit: AliasTable::new(&candidates, &weights, Position::Exit),
@@ -248,11 +258,13 @@ impl PathIndex {
     /// from the packed keys where they suffice.
     pub(crate) fn fits_beside(&self, at: usize, avoiding: &[usize], config: &PathConfig) -> bool {
         avoiding.iter().all(|&other| {
-            let conflict = self.keys[at]
-                .conflicts(&self.keys[other], config)
-                .unwrap_or_else(|| {
-                    self.candidates[at].conflicts_with(&self.candidates[other], config)
-                });
+            let decided = match (self.keys.get(at), self.keys.get(other)) {
+                (Some(mine), Some(theirs)) => mine.conflicts(*theirs, config),
+                _ => None,
+            };
+            let conflict = decided.unwrap_or_else(|| {
+                self.candidates[at].conflicts_with(&self.candidates[other], config)
+            });
             !conflict
         })
     }
@@ -328,8 +340,8 @@ mod tests {
         let mut mass = vec![0u128; candidates.len()];
         for slot in &table.slots {
             assert!(slot.threshold <= table.total);
-            mass[slot.own] += slot.threshold;
-            mass[slot.alias] += table.total - slot.threshold;
+            mass[slot.own as usize] += u128::from(slot.threshold);
+            mass[slot.alias as usize] += u128::from(table.total - slot.threshold);
         }
         for (candidate, mass) in candidates.iter().zip(mass) {
             let weight = position_weights.weight_of(candidate, Position::Middle);
@@ -356,5 +368,31 @@ mod tests {
         let weights = PositionWeights::compute(&candidates);
         let table = AliasTable::new(&candidates, &weights, Position::Exit);
         assert_eq!(table.draw(&mut ChaCha8Rng::seed_from_u64(2)), None);
+    }
+
+    /// Weights whose total does not fit the packed tables still draw
+    /// exactly, by the scan: two thirds, none, one third.
+    #[test]
+    fn weights_too_large_to_pack_draw_by_the_exact_scan() {
+        let index = PathIndex::new(vec![
+            middle(1, u64::MAX),
+            middle(2, 1),
+            middle(3, u64::MAX / 2),
+        ]);
+        assert!(index.middle.slots.is_empty());
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut counts = [0u32; 3];
+        for _ in 0..3000 {
+            let at = index.draw(
+                Position::Middle,
+                Candidate::is_middle_eligible,
+                |_| true,
+                &mut rng,
+            );
+            counts[at.unwrap()] += 1;
+        }
+        // 2000 expected, standard deviation 26: five of them either way.
+        assert!((1870..=2130).contains(&counts[0]), "{counts:?}");
+        assert_eq!(counts[1], 0);
     }
 }
