@@ -64,13 +64,21 @@ fn relays_nicknames_identities_and_addresses() {
             "746f722d6964656e74697479"
         )
     );
-    // The `a` line (IPv6) is ignored: only the `r` line's address.
+    // The `r` line's address, then the `a` line's (IPv6).
     assert_eq!(
         birch.addresses,
-        vec!["185.220.101.4:9001".parse::<SocketAddr>().unwrap()]
+        vec![
+            "185.220.101.4:9001".parse::<SocketAddr>().unwrap(),
+            "[2001:db8:1::4]:9001".parse().unwrap()
+        ]
     );
     let cedar = &named(&relays, "CedarGuard").relay;
-    assert_eq!(cedar.addresses[0], "95.216.10.3:443".parse().unwrap());
+    assert_eq!(cedar.addresses, ["95.216.10.3:443".parse().unwrap()]);
+    // Both IPv6 addresses are in 2001:db8::/32: like Tor, path selection
+    // keeps the two relays out of one circuit.
+    let maple = &named(&relays, "MapleMiddle").relay;
+    assert!(birch.shares_subnet_with(maple));
+    assert!(!birch.shares_subnet_with(cedar));
     assert!(relays.iter().all(|r| r.relay.family.is_empty()));
 }
 
@@ -165,6 +173,16 @@ fn malformed_lines_are_refused_naming_the_line() {
         ("p reject 80,443", "p drop 80,443", "p drop 80,443"),
         ("178.62.8.9 443 0", "178.62.8.9 443", "ElmExit"),
         ("r MapleMiddle", "r Maple-Middle", "Maple-Middle"),
+        (
+            "a [2001:db8:1::4]:9001",
+            "a [2001:db8:1::4]",
+            "a [2001:db8:1::4]",
+        ),
+        (
+            "a [2001:db8::1]:9001",
+            "a [2001:db8::1]:0",
+            "a [2001:db8::1]:0",
+        ),
         // A second `s` line in one entry.
         (
             "s Running Valid\n",
@@ -179,6 +197,7 @@ fn malformed_lines_are_refused_naming_the_line() {
         ),
         // A router line before any relay.
         ("vote-digest", "s Guard\nvote-digest", "s Guard"),
+        ("vote-digest", "a [::1]:1\nvote-digest", "a [::1]:1"),
         (
             "network-status-version 3",
             "network-status-version 2",

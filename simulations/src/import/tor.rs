@@ -1,6 +1,7 @@
 //! Tor network-status consensus documents (dir-spec
 //! "network-status-consensus-3", text; the `ns` and `microdesc` flavours):
-//! each router entry's `r`, `s`, `w` and `p` lines become a [`Candidate`].
+//! each router entry's `r`, `a`, `s`, `w` and `p` lines become a
+//! [`Candidate`].
 //! Headers, footer, signatures and every other line are ignored.
 
 use std::collections::HashSet;
@@ -31,7 +32,8 @@ struct Entry {
     line: usize,
     nickname: String,
     identity: [u8; 20],
-    address: SocketAddr,
+    /// The `r` line's IPv4 address, then those of its `a` lines.
+    addresses: Vec<SocketAddr>,
     flags: Option<Vec<String>>,
     weight: Option<u64>,
     /// Whether the `p` summary lets port 80 or 443 out; `None` without one.
@@ -41,7 +43,9 @@ struct Entry {
 /// Parses a Tor consensus. The first line (after `@` annotations, as in
 /// CollecTor files) must be `network-status-version 3` (optionally
 /// `microdesc`). Every router entry needs one `r`, one `s` and one `w`
-/// line with `Bandwidth=`; `p` is optional. Flags: Guard, Exit, Running,
+/// line with `Bandwidth=`; `p` is optional, and each `a` line adds an
+/// address (`[IPv6]:port` in practice), which path selection's subnet
+/// rule then counts as Tor's does. Flags: Guard, Exit, Running,
 /// Valid, Stable and Fast are kept; BadExit removes Exit and MiddleOnly
 /// removes Guard and Exit; the others are ignored. A relay is a general
 /// exit only if it keeps Exit and its `p` summary (when there is one)
@@ -86,6 +90,22 @@ pub fn parse_tor(text: &str) -> Result<Vec<ImportedRelay>, ImportError> {
                     return bad(number, "a relay with this identity is already listed");
                 }
                 entry = Some(started);
+            }
+            "a" => {
+                let Some(current) = entry.as_mut() else {
+                    return bad(number, "`a` line outside a router entry");
+                };
+                let text = arguments.first().copied().unwrap_or("");
+                let address = text.parse::<SocketAddr>().map_err(|_| {
+                    line_error(
+                        number,
+                        format!("bad address `{text}` (expected `[IPv6]:port`)"),
+                    )
+                })?;
+                if address.port() == 0 {
+                    return bad(number, format!("bad port in `{text}`"));
+                }
+                current.addresses.push(address);
             }
             "s" | "w" | "p" => {
                 let Some(current) = entry.as_mut() else {
@@ -172,7 +192,7 @@ fn router(number: usize, arguments: &[&str], expected: usize) -> Result<Entry, I
         line: number,
         nickname: nickname.to_owned(),
         identity,
-        address: SocketAddr::new(IpAddr::V4(ip), or_port),
+        addresses: vec![SocketAddr::new(IpAddr::V4(ip), or_port)],
         flags: None,
         weight: None,
         general_policy: None,
@@ -261,7 +281,7 @@ fn finish(entry: Entry) -> Result<ImportedRelay, ImportError> {
         nickname: entry.nickname,
         relay: Candidate {
             id: tor_relay_id(&entry.identity),
-            addresses: vec![entry.address],
+            addresses: entry.addresses,
             family: Vec::new(),
             flags,
             weight,
