@@ -14,6 +14,7 @@ pub mod files;
 use std::path::Path;
 
 use crate::error::SimError;
+use crate::output::Number;
 use crate::plot::{self, Figure, Series};
 
 /// A mean over seeds and its 95% confidence interval.
@@ -94,9 +95,9 @@ impl Estimate {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Column<V> {
     /// Name in CSV and JSON headers.
-    pub name: &'static str,
+    pub name: String,
     /// Name in a figure's legend.
-    pub label: &'static str,
+    pub label: String,
     /// One value per grid point.
     pub values: Vec<V>,
 }
@@ -114,6 +115,19 @@ pub struct Table<V> {
     pub x: Vec<f64>,
     /// The curves.
     pub columns: Vec<Column<V>>,
+}
+
+/// What one seed's run gives the aggregate across seeds, whichever engine
+/// ran it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replicate {
+    /// The seed.
+    pub seed: u64,
+    /// Every number of its `summary.json` the aggregate estimates, in the
+    /// order the aggregate's `summary.json` lists them.
+    pub headline: Vec<(&'static str, Number)>,
+    /// Its curves, on grids shared by every seed of the scenario.
+    pub tables: Vec<Table<f64>>,
 }
 
 /// Every grid point of every column of `runs` (the same table from each
@@ -142,8 +156,8 @@ pub fn across(runs: &[&Table<f64>]) -> Result<Table<Estimate>, SimError> {
         .iter()
         .enumerate()
         .map(|(index, column)| Column {
-            name: column.name,
-            label: column.label,
+            name: column.name.clone(),
+            label: column.label.clone(),
             values: (0..first.x.len())
                 .map(|point| {
                     let samples: Vec<f64> = runs
@@ -170,7 +184,7 @@ pub fn draw(dir: &Path, table: &Table<Estimate>, bands: bool) -> Result<(), SimE
         .columns
         .iter()
         .map(|column| Series {
-            label: column.label.to_owned(),
+            label: column.label.clone(),
             points: table
                 .x
                 .iter()

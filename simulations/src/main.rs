@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use trine_sim::output::{SeedRun, Summary};
+use trine_sim::aggregate::Replicate;
+use trine_sim::output::{PATH_SECURITY, SeedRun, Summary};
+use trine_sim::perf::aggregate::Samples;
+use trine_sim::perf::output::{PERFORMANCE, PerfSummary};
 use trine_sim::perf::{self, PERF_EXAMPLE, PerfScenario};
 use trine_sim::{EXAMPLE, Progress, Scenario, aggregate, output, plot};
 
@@ -85,74 +88,79 @@ fn main() -> anyhow::Result<()> {
         } => {
             let text = std::fs::read_to_string(&scenario)
                 .with_context(|| format!("reading {}", scenario.display()))?;
-            let performance = perf::declares_engine(&text);
-            if performance {
-                anyhow::ensure!(
-                    seeds == 1,
-                    "--seeds is for path-security scenarios; run a performance scenario once per seed"
-                );
-            }
+            let last = seed
+                .checked_add(seeds - 1)
+                .context("--seed plus --seeds runs past the largest seed (2^64 - 1)")?;
+            let seeds: Vec<u64> = (seed..=last).collect();
             let font = font
                 .or_else(|| std::env::var_os(plot::FONT_ENV).map(PathBuf::from))
                 .unwrap_or_else(|| PathBuf::from(plot::DEFAULT_FONT));
             plot::use_font(&font)?;
-            if performance {
-                return run_performance(&scenario, seed, &out);
+            if perf::declares_engine(&text) {
+                run_performance(&scenario, &seeds, &out)?;
+            } else {
+                run_path_security(&scenario, &seeds, &out)?;
             }
-            let last = seed
-                .checked_add(seeds - 1)
-                .context("--seed plus --seeds runs past the largest seed (2^64 - 1)")?;
-            let parsed = Scenario::from_file(&scenario)
-                .with_context(|| format!("in {}", scenario.display()))?;
-            let started = Instant::now();
-            let seeds: Vec<u64> = (seed..=last).collect();
-            let shown = Shown {
-                seeds: seeds.iter().map(|_| Progress::new()).collect(),
-                written: AtomicUsize::new(0),
-                finished: AtomicBool::new(false),
-            };
-            let runs = std::thread::scope(|scope| {
-                if std::io::stderr().is_terminal() {
-                    scope.spawn(|| draw_progress(&shown, started));
-                }
-                let runs = run_seeds(&parsed, &seeds, &out, &shown);
-                shown.finished.store(true, Ordering::Relaxed);
-                runs
-            })?;
-            if runs.len() > 1 {
-                aggregate::files::write(&out, &parsed, &runs)?;
-            }
-            report(&runs, started, &out);
         }
     }
     Ok(())
 }
 
-/// Runs every seed of `seeds`, as many at once as there are cores, each
-/// written into its own directory; the runs come back in seed order.
-fn run_seeds(
-    scenario: &Scenario,
+/// Where the run of `seed` writes its files: `out` itself for a single
+/// seed, else `out/seed-N`.
+fn seed_dir(out: &Path, seeds: &[u64], seed: u64) -> PathBuf {
+    if seeds.len() > 1 {
+        out.join(format!("seed-{seed}"))
+    } else {
+        out.to_owned()
+    }
+}
+
+/// Runs an Engine 1 (path security) scenario for every seed, and the
+/// aggregate of several.
+fn run_path_security(scenario: &Path, seeds: &[u64], out: &Path) -> anyhow::Result<()> {
+    let parsed =
+        Scenario::from_file(scenario).with_context(|| format!("in {}", scenario.display()))?;
+    let started = Instant::now();
+    let runs = run_seeds(seeds, |seed, progress| {
+        let result = trine_sim::run_with_progress(&parsed, seed, progress)?;
+        Ok(output::write(
+            &seed_dir(out, seeds, seed),
+            &parsed,
+            seed,
+            &result,
+        )?)
+    })?;
+    if runs.len() > 1 {
+        let replicates: Vec<Replicate> = runs.iter().map(|run| run.replicate.clone()).collect();
+        aggregate::files::write(out, &parsed.to_toml()?, PATH_SECURITY, &replicates)?;
+    }
+    report(&runs, started, out);
+    Ok(())
+}
+
+/// Runs every seed of `seeds` with `run_one`, as many at once as there are
+/// cores, drawing a progress bar on stderr when it is a terminal; the
+/// results come back in seed order, or the first error.
+fn run_seeds<T: Send>(
     seeds: &[u64],
-    out: &Path,
-    shown: &Shown,
-) -> anyhow::Result<Vec<SeedRun>> {
+    run_one: impl Fn(u64, &Progress) -> anyhow::Result<T> + Sync,
+) -> anyhow::Result<Vec<T>> {
+    let shown = Shown {
+        seeds: seeds.iter().map(|_| Progress::new()).collect(),
+        written: AtomicUsize::new(0),
+        finished: AtomicBool::new(false),
+    };
+    let started = Instant::now();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let workers = std::thread::available_parallelism()
         .map_or(1, usize::from)
         .min(seeds.len());
-    let run_one = |index: usize, seed: u64| -> anyhow::Result<SeedRun> {
-        let result = trine_sim::run_with_progress(scenario, seed, &shown.seeds[index])?;
-        let dir = if seeds.len() > 1 {
-            out.join(format!("seed-{seed}"))
-        } else {
-            out.to_owned()
-        };
-        let run = output::write(&dir, scenario, seed, &result)?;
-        shown.written.fetch_add(1, Ordering::Relaxed);
-        Ok(run)
-    };
-    let mut done: Vec<(usize, anyhow::Result<SeedRun>)> = std::thread::scope(|scope| {
+    let mut done: Vec<(usize, anyhow::Result<T>)> = std::thread::scope(|scope| {
+        if std::io::stderr().is_terminal() {
+            scope.spawn(|| draw_progress(&shown, started));
+        }
         let handles: Vec<_> = (0..workers)
             .map(|_| {
                 scope.spawn(|| {
@@ -163,7 +171,8 @@ fn run_seeds(
                         let Some(&seed) = seeds.get(index) else {
                             break;
                         };
-                        let run = run_one(index, seed);
+                        let run = run_one(seed, &shown.seeds[index]);
+                        shown.written.fetch_add(1, Ordering::Relaxed);
                         failed.fetch_or(run.is_err(), Ordering::Relaxed);
                         mine.push((index, run));
                     }
@@ -171,14 +180,16 @@ fn run_seeds(
                 })
             })
             .collect();
-        handles
+        let done = handles
             .into_iter()
             .flat_map(|handle| {
                 handle.join().unwrap_or_else(|_| {
                     vec![(0, Err(anyhow::anyhow!("a simulation thread panicked")))]
                 })
             })
-            .collect()
+            .collect();
+        shown.finished.store(true, Ordering::Relaxed);
+        done
     });
     done.sort_by_key(|(index, _)| *index);
     done.into_iter().map(|(_, run)| run).collect()
@@ -232,23 +243,41 @@ fn report(runs: &[SeedRun], started: Instant, out: &Path) {
     );
 }
 
-/// Runs an Engine 2 (network performance) scenario with one seed.
-fn run_performance(scenario: &Path, seed: u64, out: &Path) -> anyhow::Result<()> {
+/// Runs an Engine 2 (network performance) scenario for every seed, and
+/// the aggregate of several.
+fn run_performance(scenario: &Path, seeds: &[u64], out: &Path) -> anyhow::Result<()> {
     let parsed =
         PerfScenario::from_file(scenario).with_context(|| format!("in {}", scenario.display()))?;
     let started = Instant::now();
-    let result = perf::run_performance(&parsed, seed)?;
-    let summary = perf::output::write(out, &parsed, seed, &result)?;
+    let runs = run_seeds(seeds, |seed, progress| {
+        let result = perf::run_performance_with_progress(&parsed, seed, progress)?;
+        let summary = perf::output::write(&seed_dir(out, seeds, seed), &parsed, seed, &result)?;
+        Ok((summary, Samples::of(seed, &result)))
+    })?;
+    if runs.len() > 1 {
+        let samples: Vec<Samples> = runs.iter().map(|(_, samples)| samples.clone()).collect();
+        let replicates = perf::aggregate::replicates(&samples);
+        aggregate::files::write(out, &parsed.to_toml()?, PERFORMANCE, &replicates)?;
+    }
+    let count = runs.len().max(1);
+    let sum = |field: fn(&PerfSummary) -> f64| {
+        runs.iter().map(|(summary, _)| field(summary)).sum::<f64>() / count as f64
+    };
+    let over = if runs.len() > 1 {
+        format!(" (means over {} seeds)", runs.len())
+    } else {
+        String::new()
+    };
     eprintln!(
-        "{} circuits built of {} (median {:.1} ms); {} downloads completed of {}; {} drops; \
-         max relay utilisation {:.3}; {:.1} s; results in {}",
-        summary.built,
-        summary.circuits,
-        summary.build_median_ms,
-        summary.completed,
-        summary.downloads,
-        summary.drops,
-        summary.max_utilisation,
+        "{:.0} circuits built of {:.0} (median {:.1} ms); {:.0} downloads completed of {:.0}; \
+         {:.0} drops; max relay utilisation {:.3}{over}; {:.1} s; results in {}",
+        sum(|s| s.built as f64),
+        sum(|s| s.circuits as f64),
+        sum(|s| s.build_median_ms),
+        sum(|s| s.completed as f64),
+        sum(|s| s.downloads as f64),
+        sum(|s| s.drops as f64),
+        sum(|s| s.max_utilisation),
         started.elapsed().as_secs_f64(),
         out.display()
     );

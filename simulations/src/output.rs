@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::aggregate::{self, Table, curves};
+use crate::aggregate::{self, Replicate, curves};
 use crate::engine::{RunResult, entropy_bits};
 use crate::error::SimError;
 use crate::scenario::Scenario;
@@ -88,18 +88,15 @@ impl Number {
     }
 }
 
-/// What one seed's run left for the aggregate across seeds.
+/// What one seed's run left: its headline numbers for the command's
+/// report, and what the aggregate across seeds needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeedRun {
-    /// The seed.
-    pub seed: u64,
     /// Its headline numbers.
     pub summary: Summary,
-    /// Every number of its `summary.json` after the seed and engine, in
-    /// that order.
-    pub headline: Vec<(&'static str, Number)>,
-    /// Its curves on the scenario's fixed grids.
-    pub tables: [Table<f64>; 3],
+    /// Every number of its `summary.json` after the seed and engine, and
+    /// its curves on the scenario's fixed grids.
+    pub replicate: Replicate,
 }
 
 /// Writes every output file of a run into `dir` (created if missing):
@@ -130,17 +127,19 @@ pub fn write(
     save(
         dir,
         "summary.json",
-        &summary_json(&[("seed", seed.to_string())], &numbers),
+        &summary_json(&[("seed", seed.to_string())], PATH_SECURITY, &numbers),
     )?;
     let tables = curves::tables(scenario, result);
     for table in &tables {
         aggregate::draw(dir, &aggregate::across(&[table])?, false)?;
     }
     Ok(SeedRun {
-        seed,
         summary,
-        headline,
-        tables,
+        replicate: Replicate {
+            seed,
+            headline,
+            tables,
+        },
     })
 }
 
@@ -254,12 +253,19 @@ fn headline(result: &RunResult, summary: &Summary) -> Vec<(&'static str, Number)
     ]
 }
 
+/// How `summary.json` names Engine 1.
+pub const PATH_SECURITY: &str = "path-security";
+
 /// A `summary.json`: the software, `run` (how the run is named: its seed
 /// or seeds), the engine, then each of `numbers` as written by `write`.
-pub(crate) fn summary_json(run: &[(&str, String)], numbers: &[(&str, String)]) -> String {
+pub(crate) fn summary_json(
+    run: &[(&str, String)],
+    engine: &str,
+    numbers: &[(&str, String)],
+) -> String {
     let mut fields = vec![("software", format!("\"trine-sim {VERSION}\""))];
     fields.extend(run.iter().map(|(key, value)| (*key, value.clone())));
-    fields.push(("engine", "\"path-security\"".to_owned()));
+    fields.push(("engine", format!("\"{engine}\"")));
     let body: Vec<String> = fields
         .iter()
         .map(|(key, value)| format!("  \"{key}\": {value}"))

@@ -1,10 +1,12 @@
-//! Across seeds, through the real binary: each aggregate mean is the mean
-//! of the values the seeds' own files hold, every interval contains its
-//! mean, the CDFs' means are CDFs, and the figures are real SVG and PNG
-//! images with bands. The t-interval itself against known quantiles.
+//! Across seeds, through the real binary, for both engines: each aggregate
+//! mean is the mean of the values the seeds' own files hold, every
+//! interval contains its mean, the CDFs' means are CDFs, and the figures
+//! are real SVG and PNG images with bands. The t-interval itself against
+//! known quantiles.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
+mod perf_common;
 
 use std::path::Path;
 use std::process::Command;
@@ -68,10 +70,15 @@ fn json_number(text: &str, key: &str, part: Option<&str>) -> f64 {
 }
 
 fn run(scenario: &Path, out: &Path) {
+    run_seeds(scenario, 11, 3, out);
+}
+
+fn run_seeds(scenario: &Path, seed: u64, seeds: u64, out: &Path) {
     let status = Command::new(env!("CARGO_BIN_EXE_trine-sim"))
         .arg("run")
         .arg(scenario)
-        .args(["--seed", "11", "--seeds", "3", "--out"])
+        .args(["--seed", &seed.to_string(), "--seeds", &seeds.to_string()])
+        .arg("--out")
         .arg(out)
         .status()
         .unwrap();
@@ -380,8 +387,8 @@ fn table(x: Vec<f64>, values: Vec<f64>) -> Table<f64> {
         x_name: "x",
         x,
         columns: vec![Column {
-            name: "y",
-            label: "y",
+            name: "y".to_owned(),
+            label: "y".to_owned(),
             values,
         }],
     }
@@ -433,4 +440,121 @@ fn a_band_must_have_a_bound_pair_per_point() {
     plot::fractions(&dir, &figure, &[fixed]).unwrap();
     assert!(dir.join("bad_band.png").exists());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Engine 2 across seeds: each seed's directory is byte for byte the run
+/// of that seed alone; the headline means are the means of the seeds'
+/// numbers; every CDF mean is a CDF that ends at the mean share of trials
+/// that finished; the figures are drawn.
+#[test]
+fn performance_seeds_aggregate_to_the_means_of_their_runs() {
+    let base = common::scratch("aggregate-perf");
+    let scenario = base.join("perf.toml");
+    let spec = perf_common::Spec {
+        seconds: 10.0,
+        topology: "kind = \"coordinates\"\nnodes = 10\nmin_latency = \"5 ms\"\n\
+                   max_latency = \"60 ms\"\npacket_loss = 0.01\n\
+                   host_bandwidth_up = \"20 Mbit\"\nhost_bandwidth_down = \"50 Mbit\"",
+        ..Default::default()
+    };
+    std::fs::write(&scenario, spec.text()).unwrap();
+    let (out, alone) = (base.join("out"), base.join("alone"));
+    run_seeds(&scenario, 21, 3, &out);
+    run_seeds(&scenario, 22, 1, &alone);
+    let seeds = [21u64, 22, 23];
+    let seed_dir = |seed: u64| out.join(format!("seed-{seed}"));
+    for name in [
+        "summary.json",
+        "circuits.csv",
+        "downloads.csv",
+        "ttfb_cdf.png",
+    ] {
+        let read = |dir: &Path| std::fs::read(dir.join(name)).unwrap();
+        assert!(read(&seed_dir(22)) == read(&alone), "{name} differs");
+    }
+
+    let aggregate = std::fs::read_to_string(out.join("summary.json")).unwrap();
+    assert!(
+        aggregate.contains("\"engine\": \"performance\""),
+        "{aggregate}"
+    );
+    assert!(aggregate.contains("\"seeds\": [21, 22, 23]"), "{aggregate}");
+    let summaries: Vec<String> = seeds
+        .iter()
+        .map(|&seed| std::fs::read_to_string(seed_dir(seed).join("summary.json")).unwrap())
+        .collect();
+    let per_seed = |key: &str| -> Vec<f64> {
+        summaries
+            .iter()
+            .map(|s| json_number(s, key, None))
+            .collect()
+    };
+    let ratio = |part: &str, whole: &str| -> Vec<f64> {
+        per_seed(part)
+            .iter()
+            .zip(per_seed(whole))
+            .map(|(part, whole)| part / whole)
+            .collect()
+    };
+    let built = ratio("circuits_built", "circuits_started");
+    let completed = ratio("downloads_completed", "downloads_started");
+    for (key, values) in [
+        ("circuits_started", per_seed("circuits_started")),
+        ("circuits_built_fraction", built.clone()),
+        ("build_ms_median", per_seed("build_ms_median")),
+        ("downloads_completed_fraction", completed),
+        ("ttfb_ms_median", per_seed("ttfb_ms_median")),
+        ("drops_total", per_seed("drops_total")),
+    ] {
+        let got = json_number(&aggregate, key, Some("mean"));
+        assert!(
+            (got - mean(&values)).abs() < 1e-5,
+            "{key}: {got} vs {values:?}"
+        );
+        let (low, high) = (
+            json_number(&aggregate, key, Some("ci95_low")),
+            json_number(&aggregate, key, Some("ci95_high")),
+        );
+        assert!(low <= got && got <= high, "{key}: {low} {got} {high}");
+    }
+    assert!(
+        per_seed("build_ms_median")
+            .windows(2)
+            .any(|pair| pair[0] != pair[1]),
+        "the seeds differ"
+    );
+
+    // The build-time CDF: a CDF whose last point is the mean built share.
+    let builds = Csv::read(&out.join("build_time_cdf.csv"));
+    let means = checked_means(&builds, "circuits_built");
+    assert_non_decreasing("build-time CDF", &means);
+    assert_eq!(means.len(), 201);
+    assert!((means[200] - mean(&built)).abs() < 2e-6);
+    assert!(means[0] < means[200]);
+    // Download times: one column per class, each ending at its class's
+    // mean completed share.
+    let downloads = Csv::read(&out.join("download_time_cdf.csv"));
+    for class in ["web", "bulk_51200", "bulk_1048576"] {
+        let means = checked_means(&downloads, class);
+        assert_non_decreasing(class, &means);
+        let shares: Vec<f64> = summaries
+            .iter()
+            .map(|s| {
+                let downloads = &s[s.find("\"downloads\": {").unwrap()..];
+                json_number(downloads, class, Some("completed"))
+                    / json_number(downloads, class, Some("started"))
+            })
+            .collect();
+        assert!(
+            (means[means.len() - 1] - mean(&shares)).abs() < 2e-6,
+            "{class}"
+        );
+    }
+    for figure in ["build_time_cdf", "ttfb_cdf", "download_time_cdf"] {
+        let svg = std::fs::read_to_string(out.join(format!("{figure}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg"), "{figure}");
+        let png = std::fs::read(out.join(format!("{figure}.png"))).unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "{figure}");
+    }
+    let _ = std::fs::remove_dir_all(&base);
 }

@@ -92,16 +92,3 @@ fn font_flag_wins_over_the_environment() {
     assert!(out.join("client_fraction_cdf.png").exists());
     let _ = std::fs::remove_dir_all(&base);
 }
-
-#[test]
-fn several_seeds_of_a_performance_scenario_are_refused() {
-    let base = common::scratch("cli-errors-perf");
-    let example = Command::new(env!("CARGO_BIN_EXE_trine-sim"))
-        .args(["example", "--performance"])
-        .output()
-        .unwrap();
-    assert!(example.status.success());
-    std::fs::write(base.join("scenario.toml"), example.stdout).unwrap();
-    let stderr = refused(&base, &["--seeds", "2"], None);
-    assert!(stderr.contains("--seeds is for path-security"), "{stderr}");
-}

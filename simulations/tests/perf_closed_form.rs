@@ -102,6 +102,20 @@ fn idle_bulk_download_runs_at_the_bottleneck() {
     let slow_start = (bdp_segments / 10.0).log2().ceil().max(0.0);
     let upper = lower + (slow_start + 3.0) * rtt;
     assert!(time <= upper, "download {time} s above {upper} s");
+    // Delayed ACKs: the client acknowledges every second in-order segment,
+    // so each hop relays about 1.5 cells per response segment (a data cell
+    // and half an ACK), not 2; the rest are build cells and requests.
+    let segments: u64 = result
+        .downloads
+        .iter()
+        .map(|d| d.bytes.div_ceil(1200))
+        .sum();
+    let busiest = result.relays.iter().map(|relay| relay.cells).max().unwrap();
+    let per_segment = busiest as f64 / segments as f64;
+    assert!(
+        (1.5..1.55).contains(&per_segment),
+        "{busiest} cells for {segments} segments"
+    );
 }
 
 #[test]

@@ -19,8 +19,8 @@ pub const FRACTION_STEPS: u64 = 100;
 const DAY: u64 = 86_400;
 
 /// The three tables of a run, in the order they are written.
-pub fn tables(scenario: &Scenario, result: &RunResult) -> [Table<f64>; 3] {
-    [
+pub fn tables(scenario: &Scenario, result: &RunResult) -> Vec<Table<f64>> {
+    vec![
         first_compromise(scenario, result),
         over_time(scenario, result),
         client_fraction(result),
@@ -55,8 +55,8 @@ fn first_compromise(scenario: &Scenario, result: &RunResult) -> Table<f64> {
         x_name: "hours",
         x: grid.iter().map(|secs| secs / 3600.0).collect(),
         columns: vec![Column {
-            name: "clients_compromised",
-            label: "clients compromised by then",
+            name: "clients_compromised".to_owned(),
+            label: "clients compromised by then".to_owned(),
             values,
         }],
     }
@@ -96,13 +96,13 @@ fn over_time(scenario: &Scenario, result: &RunResult) -> Table<f64> {
         x: days,
         columns: vec![
             Column {
-                name: "circuits_compromised",
-                label: "circuits compromised that day",
+                name: "circuits_compromised".to_owned(),
+                label: "circuits compromised that day".to_owned(),
                 values: circuits,
             },
             Column {
-                name: "clients_ever_compromised",
-                label: "clients ever compromised",
+                name: "clients_ever_compromised".to_owned(),
+                label: "clients ever compromised".to_owned(),
                 values: ever,
             },
         ],
@@ -140,8 +140,8 @@ fn client_fraction(result: &RunResult) -> Table<f64> {
             .map(|step| step as f64 / FRACTION_STEPS as f64)
             .collect(),
         columns: vec![Column {
-            name: "clients",
-            label: "clients with at most this fraction",
+            name: "clients".to_owned(),
+            label: "clients with at most this fraction".to_owned(),
             values,
         }],
     }

@@ -6,14 +6,14 @@
 
 use std::path::Path;
 
-use crate::aggregate::{Estimate, Table, across, draw, estimate};
+use crate::aggregate::{Estimate, Replicate, Table, across, draw, estimate};
 use crate::error::SimError;
-use crate::output::{Number, SeedRun, VERSION, num, save, save_table, summary_json};
-use crate::scenario::Scenario;
+use crate::output::{Number, VERSION, num, save, save_table, summary_json};
 
 /// Writes the aggregate of `runs` (one per seed, in seed order, at least
-/// one) into `dir`, which must exist.
-pub fn write(dir: &Path, scenario: &Scenario, runs: &[SeedRun]) -> Result<(), SimError> {
+/// one) of `engine` into `dir`, which must exist, beside `resolved`, the
+/// scenario as TOML.
+pub fn write(dir: &Path, resolved: &str, engine: &str, runs: &[Replicate]) -> Result<(), SimError> {
     let seeds: Vec<String> = runs.iter().map(|run| run.seed.to_string()).collect();
     let fields = [
         ("seeds", format!("[{}]", seeds.join(", "))),
@@ -22,7 +22,7 @@ pub fn write(dir: &Path, scenario: &Scenario, runs: &[SeedRun]) -> Result<(), Si
     let scenario_text = format!(
         "# Resolved scenario of trine-sim {VERSION} runs, seeds {}.\n{}",
         seeds.join(", "),
-        scenario.to_toml()?
+        resolved
     );
     save(dir, "scenario.toml", &scenario_text)?;
     for index in 0..runs.first().map_or(0, |run| run.tables.len()) {
@@ -33,7 +33,11 @@ pub fn write(dir: &Path, scenario: &Scenario, runs: &[SeedRun]) -> Result<(), Si
         draw(dir, &table, true)?;
     }
     let numbers = headline_estimates(runs);
-    save(dir, "summary.json", &summary_json(&fields, &numbers))
+    save(
+        dir,
+        "summary.json",
+        &summary_json(&fields, engine, &numbers),
+    )
 }
 
 /// How every interval is computed, as the JSON files say.
@@ -41,7 +45,7 @@ const INTERVAL: &str = "95% confidence interval of the mean over seeds, Student 
 
 /// Each headline number of the runs as `{"mean", "ci95_low", "ci95_high"}`
 /// (fractions' intervals cut to [0, 1]), in `summary.json` order.
-fn headline_estimates(runs: &[SeedRun]) -> Vec<(&'static str, String)> {
+fn headline_estimates(runs: &[Replicate]) -> Vec<(&'static str, String)> {
     let Some(first) = runs.first() else {
         return Vec::new();
     };

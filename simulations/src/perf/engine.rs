@@ -25,6 +25,7 @@ use trine_directory::{GuardParams, GuardState, PathIndex};
 use crate::engine::stream;
 use crate::error::SimError;
 use crate::network::Network;
+use crate::progress::Progress;
 use crate::scenario::AdversarySpec;
 
 use super::graph::{HostBandwidth, Topology};
@@ -165,6 +166,12 @@ enum Event {
         transfer: u32,
         server: bool,
     },
+    /// A delayed-ACK timer of the client's transfer (server side or not).
+    DelayedAck {
+        client: u32,
+        transfer: u32,
+        server: bool,
+    },
     /// The client starts its next transfer.
     NextTransfer(u32),
     /// The client's next constant-rate datagram.
@@ -219,6 +226,10 @@ struct Transfer {
     exit: Option<(usize, CircuitHandle)>,
     client_timer: bool,
     server_timer: bool,
+    /// Whether a delayed-ACK timer is pending at the client (for the
+    /// response) and at the exit (for the request).
+    client_ack_timer: bool,
+    server_ack_timer: bool,
 }
 
 struct Client {
@@ -261,6 +272,15 @@ struct Sim<'a> {
 /// comes from a ChaCha8 stream of the seed and virtual time never reads
 /// the clock (the circuits' `Instant`s are one base plus virtual time).
 pub fn run_performance(scenario: &PerfScenario, seed: u64) -> Result<PerfResult, SimError> {
+    run_performance_with_progress(scenario, seed, &Progress::new())
+}
+
+/// [`run_performance`], advancing `progress` in simulated milliseconds.
+pub fn run_performance_with_progress(
+    scenario: &PerfScenario,
+    seed: u64,
+    progress: &Progress,
+) -> Result<PerfResult, SimError> {
     let mut network_rng = stream(seed, u64::MAX);
     let no_adversary = AdversarySpec::Chosen { relays: Vec::new() };
     let network = Network::from_relays(&scenario.relays, &no_adversary, &mut network_rng)?;
@@ -363,7 +383,7 @@ pub fn run_performance(scenario: &PerfScenario, seed: u64) -> Result<PerfResult,
         };
         sim.push(at, Event::Build(index));
     }
-    sim.run();
+    sim.run(progress);
     Ok(sim.finish())
 }
 
@@ -429,9 +449,17 @@ impl Sim<'_> {
         }
     }
 
-    fn run(&mut self) {
+    fn run(&mut self, progress: &Progress) {
+        const MS: u64 = 1_000_000;
+        progress.start(self.result.duration / MS);
+        let mut shown_ms = 0;
         while let Some(Scheduled { at, event, .. }) = self.heap.pop() {
             self.result.events += 1;
+            let at_ms = at / MS;
+            if at_ms > shown_ms {
+                progress.advance(at_ms - shown_ms);
+                shown_ms = at_ms;
+            }
             match event {
                 Event::Build(client) => self.build(at, client),
                 Event::Arrive(packet) => self.arrive(at, packet),
@@ -443,6 +471,11 @@ impl Sim<'_> {
                     transfer,
                     server,
                 } => self.rto(at, client, transfer, server),
+                Event::DelayedAck {
+                    client,
+                    transfer,
+                    server,
+                } => self.delayed_ack(at, client, transfer, server),
                 Event::NextTransfer(client) => self.start_transfer(at, client),
                 Event::Tick(client) => self.tick(at, client),
             }

@@ -13,8 +13,10 @@
 //! - `traffic.rs`: web, bulk and constant-rate clients
 //! - `engine.rs`: the event loop, with `engine/nodes.rs` (relays and
 //!   circuits) and `engine/flows.rs` (transfers and flows)
-//! - `output.rs`: CSV and JSON results
+//! - `output.rs`: CSV and JSON results and figures of a run
+//! - `aggregate.rs`: CDFs on grids shared by repeated seeds
 
+pub mod aggregate;
 pub mod engine;
 pub mod graph;
 pub mod net;
@@ -24,6 +26,6 @@ pub mod traffic;
 pub mod transport;
 pub mod units;
 
-pub use engine::{PerfResult, run_performance};
+pub use engine::{PerfResult, run_performance, run_performance_with_progress};
 pub use graph::{GraphError, Topology};
 pub use scenario::{PERF_EXAMPLE, PerfScenario, declares_engine};

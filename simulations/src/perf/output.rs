@@ -15,6 +15,9 @@ use super::engine::{DownloadRecord, PerfResult};
 use super::scenario::PerfScenario;
 use super::traffic::Model;
 
+/// How `summary.json` names Engine 2.
+pub const PERFORMANCE: &str = "performance";
+
 /// Headline numbers of a run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PerfSummary {
@@ -143,7 +146,7 @@ fn millis(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
 
-fn build_times_ms(result: &PerfResult) -> Vec<f64> {
+pub(super) fn build_times_ms(result: &PerfResult) -> Vec<f64> {
     let mut times: Vec<f64> = result
         .circuits
         .iter()
@@ -154,7 +157,7 @@ fn build_times_ms(result: &PerfResult) -> Vec<f64> {
 }
 
 /// The `q` quantile of sorted `values` (nearest rank); 0 when empty.
-fn quantile(sorted: &[f64], q: f64) -> f64 {
+pub(super) fn quantile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
@@ -236,7 +239,7 @@ fn downloads_csv(result: &PerfResult) -> String {
 }
 
 /// Times to first byte, sorted, in milliseconds.
-fn ttfb_ms(result: &PerfResult) -> Vec<f64> {
+pub(super) fn ttfb_ms(result: &PerfResult) -> Vec<f64> {
     let mut times: Vec<f64> = result
         .downloads
         .iter()
@@ -251,7 +254,7 @@ fn ttfb_csv(result: &PerfResult) -> String {
 }
 
 /// Download times per class, sorted.
-fn download_times(result: &PerfResult) -> BTreeMap<String, (Vec<f64>, usize)> {
+pub(super) fn download_times(result: &PerfResult) -> BTreeMap<String, (Vec<f64>, usize)> {
     let mut classes: BTreeMap<String, (Vec<f64>, usize)> = BTreeMap::new();
     for d in &result.downloads {
         let entry = classes.entry(class(d)).or_default();
@@ -386,7 +389,7 @@ fn summary_json(seed: u64, result: &PerfResult, summary: &PerfSummary) -> String
     let fields = [
         ("software", format!("\"trine-sim {VERSION}\"")),
         ("seed", seed.to_string()),
-        ("engine", "\"performance\"".to_owned()),
+        ("engine", format!("\"{PERFORMANCE}\"")),
         ("simulated_seconds", num(seconds(result.duration))),
         ("relays", result.relays.len().to_string()),
         ("clients_by_model", models),

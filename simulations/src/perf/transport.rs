@@ -3,9 +3,10 @@
 //! from 0, cumulative ACKs echoing the segment's send time, slow start
 //! then additive increase, halving on three duplicate ACKs with NewReno
 //! partial-ACK retransmission, go-back-N with a doubled timeout on RTO as
-//! RFC 6298 computes it) and unreliable constant-rate datagrams. Not TCP:
-//! no SACK, no delayed ACKs, no handshake; the receiver keeps every
-//! out-of-order segment. Plus the packet header both use.
+//! RFC 6298 computes it, delayed ACKs as RFC 5681 §4.2 asks) and
+//! unreliable constant-rate datagrams. Not TCP: no SACK, no handshake; the
+//! receiver keeps every out-of-order segment. Plus the packet header both
+//! use.
 
 /// Transport header: kind (1) | client (4) | transfer (4) | number (4) |
 /// time stamp in ns (8).
@@ -14,6 +15,11 @@ pub const HEADER_LEN: usize = 21;
 const MIN_RTO_NS: u64 = 200_000_000;
 const INITIAL_RTO_NS: u64 = 1_000_000_000;
 const MAX_RTO_NS: u64 = 60_000_000_000;
+
+/// How long a receiver holds the ACK of a lone in-order segment, hoping to
+/// acknowledge the next one with it (Linux's shortest delayed-ACK time;
+/// RFC 5681 allows up to 500 ms).
+pub const DELAYED_ACK_NS: u64 = 40_000_000;
 
 /// What a transport packet is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,10 +259,21 @@ pub struct Receiver {
     shape: Segmenting,
     seen: Vec<u64>,
     expected: u32,
+    /// The send time of an in-order segment not acknowledged yet.
+    held: Option<u64>,
     /// Payload bytes received, each segment counted once.
     pub bytes: u64,
     /// When the first payload byte arrived (ns).
     pub first_byte: Option<u64>,
+}
+
+/// A cumulative acknowledgement to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The next segment expected.
+    pub cumulative: u32,
+    /// The send time of the copy it answers, for the sender's RTT.
+    pub echo: u64,
 }
 
 impl Receiver {
@@ -266,6 +283,7 @@ impl Receiver {
             shape,
             seen: vec![0; shape.count().div_ceil(64) as usize],
             expected: 0,
+            held: None,
             bytes: 0,
             first_byte: None,
         }
@@ -276,9 +294,15 @@ impl Receiver {
         self.expected >= self.shape.count()
     }
 
-    /// Segment `seq` with `payload` bytes arrived at `now`; returns the
-    /// cumulative ACK to send (the next segment expected).
-    pub fn on_segment(&mut self, now: u64, seq: u32, payload: usize) -> u32 {
+    /// Segment `seq` with `payload` bytes, sent at `stamp`, arrived at
+    /// `now`. Returns the ACK to send now, or `None` when it is held: a
+    /// lone in-order segment is acknowledged with the next one, or by
+    /// [`Self::take_held`] when the caller's timer of [`DELAYED_ACK_NS`]
+    /// fires. Anything else (a segment out of order, a duplicate, one
+    /// that fills a gap or completes the flow, the second of two in
+    /// order) is acknowledged at once, so loss is signalled without delay.
+    pub fn on_segment(&mut self, now: u64, seq: u32, payload: usize, stamp: u64) -> Option<Ack> {
+        let before = self.expected;
         if seq < self.shape.count() && payload == self.shape.len(seq) {
             let (word, bit) = ((seq / 64) as usize, seq % 64);
             if self.seen[word] & (1 << bit) == 0 {
@@ -290,7 +314,30 @@ impl Receiver {
                 }
             }
         }
-        self.expected
+        let next_in_order = seq == before && self.expected == before + 1;
+        if next_in_order && !self.complete() && self.held.is_none() {
+            self.held = Some(stamp);
+            return None;
+        }
+        // Echo the older of two in-order segments, as TCP's timestamps do.
+        let echo = if next_in_order {
+            self.held.take().unwrap_or(stamp)
+        } else {
+            self.held = None;
+            stamp
+        };
+        Some(Ack {
+            cumulative: self.expected,
+            echo,
+        })
+    }
+
+    /// The held ACK, if there is one (the delayed-ACK timer fired).
+    pub fn take_held(&mut self) -> Option<Ack> {
+        self.held.take().map(|echo| Ack {
+            cumulative: self.expected,
+            echo,
+        })
     }
 
     fn has(&self, seq: u32) -> bool {
@@ -303,6 +350,17 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// Delivers what `receiver` says to send now, and at the end of each
+    /// round what it held (as its timer would).
+    fn acks_of(receiver: &mut Receiver, segments: &[(u32, usize)], now: u64) -> Vec<Ack> {
+        let mut acks: Vec<Ack> = segments
+            .iter()
+            .filter_map(|&(seq, len)| receiver.on_segment(now, seq, len, now))
+            .collect();
+        acks.extend(receiver.take_held());
+        acks
+    }
+
     #[test]
     fn lossless_flow_completes_with_exact_bytes() {
         let shape = Segmenting {
@@ -313,18 +371,86 @@ mod tests {
         let mut receiver = Receiver::new(shape);
         let mut now = 0;
         while !sender.done() {
-            let mut acks = Vec::new();
-            while let Some((seq, len)) = sender.poll(now) {
-                acks.push(receiver.on_segment(now, seq, len));
+            let mut sent = Vec::new();
+            while let Some(segment) = sender.poll(now) {
+                sent.push(segment);
             }
+            let acks = acks_of(&mut receiver, &sent, now);
             now += 1_000_000;
             for ack in acks {
-                sender.on_ack(now, ack, now - 1_000_000);
+                sender.on_ack(now, ack.cumulative, ack.echo);
             }
         }
         assert!(receiver.complete());
         assert_eq!(receiver.bytes, 10_000);
         assert_eq!(sender.retransmissions, 0);
+    }
+
+    #[test]
+    fn acks_are_delayed_only_for_lone_in_order_segments() {
+        let shape = Segmenting {
+            size: 6000,
+            segment: 1000,
+        };
+        let mut receiver = Receiver::new(shape);
+        // Two in order: the first is held, the second acknowledges both
+        // and echoes the first's send time.
+        assert_eq!(receiver.on_segment(1, 0, 1000, 10), None);
+        let both = receiver.on_segment(2, 1, 1000, 20);
+        assert_eq!(
+            both,
+            Some(Ack {
+                cumulative: 2,
+                echo: 10
+            })
+        );
+        // A lone one is held until the timer takes it.
+        assert_eq!(receiver.on_segment(3, 2, 1000, 30), None);
+        assert_eq!(
+            receiver.take_held(),
+            Some(Ack {
+                cumulative: 3,
+                echo: 30
+            })
+        );
+        assert_eq!(receiver.take_held(), None);
+        // Out of order and duplicates: at once, with the same cumulative.
+        let gap = receiver.on_segment(4, 4, 1000, 40);
+        assert_eq!(
+            gap,
+            Some(Ack {
+                cumulative: 3,
+                echo: 40
+            })
+        );
+        let again = receiver.on_segment(5, 1, 1000, 50);
+        assert_eq!(
+            again,
+            Some(Ack {
+                cumulative: 3,
+                echo: 50
+            })
+        );
+        // Filling the gap: at once, past what arrived early.
+        let filled = receiver.on_segment(6, 3, 1000, 60);
+        assert_eq!(
+            filled,
+            Some(Ack {
+                cumulative: 5,
+                echo: 60
+            })
+        );
+        // The last segment completes the flow: at once.
+        let last = receiver.on_segment(7, 5, 1000, 70);
+        assert_eq!(
+            last,
+            Some(Ack {
+                cumulative: 6,
+                echo: 70
+            })
+        );
+        assert!(receiver.complete());
+        assert_eq!(receiver.bytes, 6000);
     }
 
     #[test]
@@ -335,17 +461,18 @@ mod tests {
         };
         let mut sender = Sender::new(shape, 6, 6);
         let mut receiver = Receiver::new(shape);
-        let mut acks = Vec::new();
-        while let Some((seq, len)) = sender.poll(0) {
-            if seq != 1 {
-                acks.push(receiver.on_segment(0, seq, len));
+        let mut sent = Vec::new();
+        while let Some(segment) = sender.poll(0) {
+            if segment.0 != 1 {
+                sent.push(segment);
             }
         }
-        for ack in acks {
-            sender.on_ack(10, ack, 0);
+        for ack in acks_of(&mut receiver, &sent, 0) {
+            sender.on_ack(10, ack.cumulative, ack.echo);
         }
         assert_eq!(sender.poll(10), Some((1, 1000)));
-        sender.on_ack(20, receiver.on_segment(20, 1, 1000), 10);
+        let ack = receiver.on_segment(20, 1, 1000, 10).unwrap();
+        sender.on_ack(20, ack.cumulative, ack.echo);
         assert!(sender.done());
         assert_eq!(receiver.bytes, 6000);
     }

@@ -7,7 +7,9 @@ use trine_circuit::cell::data_cell;
 use trine_circuit::{Channel, CircuitHandle};
 
 use super::{DownloadRecord, Event, SECOND, Sim, Transfer};
-use crate::perf::transport::{HEADER_LEN, Header, Kind, Receiver, Segmenting, Sender};
+use crate::perf::transport::{
+    Ack, DELAYED_ACK_NS, HEADER_LEN, Header, Kind, Receiver, Segmenting, Sender,
+};
 
 impl Sim<'_> {
     pub(super) fn start_transfer(&mut self, now: u64, index: u32) {
@@ -52,6 +54,8 @@ impl Sim<'_> {
             exit: None,
             client_timer: false,
             server_timer: false,
+            client_ack_timer: false,
+            server_ack_timer: false,
         });
         self.result.downloads.push(DownloadRecord {
             client: index,
@@ -164,6 +168,73 @@ impl Sim<'_> {
         }
     }
 
+    /// Sends `ack` from the receiving end of the client's transfer (the
+    /// exit's, receiving the request, when `server`); with none to send
+    /// now, makes sure the delayed-ACK timer of that end is pending.
+    pub(super) fn acknowledge(&mut self, now: u64, index: u32, server: bool, ack: Option<Ack>) {
+        let Some(transfer) = self.clients[index as usize].transfer.as_mut() else {
+            return;
+        };
+        let id = transfer.id;
+        let Some(ack) = ack else {
+            let pending = if server {
+                &mut transfer.server_ack_timer
+            } else {
+                &mut transfer.client_ack_timer
+            };
+            if !*pending {
+                *pending = true;
+                self.push(
+                    now + DELAYED_ACK_NS,
+                    Event::DelayedAck {
+                        client: index,
+                        transfer: id,
+                        server,
+                    },
+                );
+            }
+            return;
+        };
+        let exit = transfer.exit;
+        let reply = Header {
+            kind: if server {
+                Kind::RequestAck
+            } else {
+                Kind::ResponseAck
+            },
+            client: index,
+            transfer: id,
+            number: ack.cumulative,
+            stamp: ack.echo,
+        };
+        match (server, exit) {
+            (false, _) => self.client_send(now, index, &reply, 0),
+            (true, Some((relay, circuit))) => self.server_send(now, relay, circuit, &reply, 0),
+            (true, None) => self.drop("exit_circuit_gone"),
+        }
+    }
+
+    /// The delayed-ACK timer of one end of a transfer fired: sends what
+    /// that end still holds.
+    pub(super) fn delayed_ack(&mut self, now: u64, index: u32, id: u32, server: bool) {
+        let Some(transfer) = self.clients[index as usize]
+            .transfer
+            .as_mut()
+            .filter(|transfer| transfer.id == id)
+        else {
+            return;
+        };
+        let (receiver, pending) = if server {
+            (&mut transfer.request_rx, &mut transfer.server_ack_timer)
+        } else {
+            (&mut transfer.response_rx, &mut transfer.client_ack_timer)
+        };
+        *pending = false;
+        if let Some(ack) = receiver.take_held() {
+            self.acknowledge(now, index, server, Some(ack));
+        }
+    }
+
     /// Seals a transport packet on the client's circuit and sends it.
     pub(super) fn client_send(&mut self, now: u64, index: u32, header: &Header, payload: usize) {
         let mut packet = std::mem::take(&mut self.buf);
@@ -240,8 +311,9 @@ impl Sim<'_> {
         transfer.exit = Some((relay, circuit));
         match header.kind {
             Kind::Request => {
-                let ack = transfer.request_rx.on_segment(now, header.number, payload);
-                let id = transfer.id;
+                let ack = transfer
+                    .request_rx
+                    .on_segment(now, header.number, payload, header.stamp);
                 if transfer.request_rx.complete() && transfer.response.is_none() {
                     let transport = &self.scenario.transport;
                     transfer.response = Some(Sender::new(
@@ -250,14 +322,7 @@ impl Sim<'_> {
                         transport.max_window,
                     ));
                 }
-                let reply = Header {
-                    kind: Kind::RequestAck,
-                    client: header.client,
-                    transfer: id,
-                    number: ack,
-                    stamp: header.stamp,
-                };
-                self.server_send(now, relay, circuit, &reply, 0);
+                self.acknowledge(now, header.client, true, ack);
             }
             Kind::ResponseAck => {
                 if let Some(response) = transfer.response.as_mut() {
@@ -293,12 +358,14 @@ impl Sim<'_> {
                 self.pump_client(now, index);
             }
             Kind::Response => {
-                let ack = transfer.response_rx.on_segment(now, header.number, payload);
+                let ack =
+                    transfer
+                        .response_rx
+                        .on_segment(now, header.number, payload, header.stamp);
                 let record = &mut self.result.downloads[transfer.record];
                 record.first_byte = transfer.response_rx.first_byte;
                 record.bytes = transfer.response_rx.bytes;
                 let done = transfer.response_rx.complete();
-                let id = transfer.id;
                 if done {
                     record.finished = Some(now);
                     record.retransmissions = transfer
@@ -306,14 +373,7 @@ impl Sim<'_> {
                         .as_ref()
                         .map_or(0, |response| response.retransmissions);
                 }
-                let reply = Header {
-                    kind: Kind::ResponseAck,
-                    client: index,
-                    transfer: id,
-                    number: ack,
-                    stamp: header.stamp,
-                };
-                self.client_send(now, index, &reply, 0);
+                self.acknowledge(now, index, false, ack);
                 if done {
                     self.finish_transfer(now, index);
                 }

@@ -1,0 +1,205 @@
+//! Engine 2 across repeated seeds: each run's build times, times to first
+//! byte and download times (per size class) as CDFs sampled on grids
+//! shared by every seed, so that the aggregate can give each grid point's
+//! mean and 95% interval, and the headline numbers it estimates. The
+//! grids run from 0 to the largest value any seed saw, so they depend on
+//! every run: a run keeps its [`Samples`] until all have finished.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::aggregate::{Column, Replicate, Table};
+use crate::output::Number;
+use crate::plot::Figure;
+
+use super::engine::PerfResult;
+use super::output::{build_times_ms, download_times, quantile, ttfb_ms};
+
+/// Intervals of every grid (so 201 points).
+pub const STEPS: u32 = 200;
+
+/// Sorted values of one measure of one run, and the number of trials
+/// they are out of (the CDF ends at the share that gave a value).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Measured {
+    sorted: Vec<f64>,
+    trials: usize,
+}
+
+impl Measured {
+    /// The fraction of trials with a value at or below each of `grid`.
+    fn cdf_on(&self, grid: &[f64]) -> Vec<f64> {
+        let trials = self.trials.max(1) as f64;
+        grid.iter()
+            .map(|&at| self.sorted.partition_point(|&value| value <= at) as f64 / trials)
+            .collect()
+    }
+
+    fn largest(&self) -> f64 {
+        self.sorted.last().copied().unwrap_or(0.0)
+    }
+}
+
+/// What the aggregate needs of one run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Samples {
+    seed: u64,
+    build_ms: Measured,
+    ttfb_ms: Measured,
+    /// Per size class (`web`, `bulk_<bytes>`): download times, seconds.
+    download_s: BTreeMap<String, Measured>,
+    headline: Vec<(&'static str, Number)>,
+}
+
+impl Samples {
+    /// The samples of `result`, the run with `seed`.
+    pub fn of(seed: u64, result: &PerfResult) -> Self {
+        let build_ms = Measured {
+            sorted: build_times_ms(result),
+            trials: result.circuits.len(),
+        };
+        let ttfb_ms = Measured {
+            sorted: ttfb_ms(result),
+            trials: result.downloads.len(),
+        };
+        let download_s: BTreeMap<String, Measured> = download_times(result)
+            .into_iter()
+            .map(|(class, (sorted, trials))| (class, Measured { sorted, trials }))
+            .collect();
+        let completed: usize = download_s.values().map(|m| m.sorted.len()).sum();
+        let share = |part: usize, total: usize| {
+            Number::Fraction(if total == 0 {
+                0.0
+            } else {
+                part as f64 / total as f64
+            })
+        };
+        let max_utilisation = result
+            .relays
+            .iter()
+            .map(|relay| relay.utilisation)
+            .fold(0.0, f64::max);
+        let headline = vec![
+            ("circuits_started", Number::Count(build_ms.trials as u64)),
+            (
+                "circuits_built_fraction",
+                share(build_ms.sorted.len(), build_ms.trials),
+            ),
+            (
+                "build_ms_median",
+                Number::Real(quantile(&build_ms.sorted, 0.5)),
+            ),
+            (
+                "build_ms_p90",
+                Number::Real(quantile(&build_ms.sorted, 0.9)),
+            ),
+            ("downloads_started", Number::Count(ttfb_ms.trials as u64)),
+            (
+                "downloads_completed_fraction",
+                share(completed, ttfb_ms.trials),
+            ),
+            (
+                "ttfb_ms_median",
+                Number::Real(quantile(&ttfb_ms.sorted, 0.5)),
+            ),
+            ("relay_utilisation_max", Number::Real(max_utilisation)),
+            (
+                "drops_total",
+                Number::Count(result.drops.values().sum::<u64>()),
+            ),
+        ];
+        Self {
+            seed,
+            build_ms,
+            ttfb_ms,
+            download_s,
+            headline,
+        }
+    }
+}
+
+/// The runs' tables on shared grids, one [`Replicate`] per run in order:
+/// build time, time to first byte, download time with a column per size
+/// class any run saw (a class a run did not see is 0 there).
+pub fn replicates(runs: &[Samples]) -> Vec<Replicate> {
+    let build_grid = grid(runs.iter().map(|run| run.build_ms.largest()));
+    let ttfb_grid = grid(runs.iter().map(|run| run.ttfb_ms.largest()));
+    let download_grid = grid(
+        runs.iter()
+            .flat_map(|run| run.download_s.values().map(Measured::largest)),
+    );
+    let classes: BTreeSet<&String> = runs.iter().flat_map(|run| run.download_s.keys()).collect();
+    let none = Measured::default();
+    runs.iter()
+        .map(|run| {
+            let build = Table {
+                figure: Figure {
+                    name: "build_time_cdf",
+                    title: "Circuit build time",
+                    x_label: "milliseconds",
+                    y_label: "fraction of circuits started",
+                },
+                x_name: "build_ms",
+                x: build_grid.clone(),
+                columns: vec![Column {
+                    name: "circuits_built".to_owned(),
+                    label: "circuits".to_owned(),
+                    values: run.build_ms.cdf_on(&build_grid),
+                }],
+            };
+            let ttfb = Table {
+                figure: Figure {
+                    name: "ttfb_cdf",
+                    title: "Time to first byte",
+                    x_label: "milliseconds",
+                    y_label: "fraction of downloads started",
+                },
+                x_name: "ttfb_ms",
+                x: ttfb_grid.clone(),
+                columns: vec![Column {
+                    name: "first_byte".to_owned(),
+                    label: "downloads".to_owned(),
+                    values: run.ttfb_ms.cdf_on(&ttfb_grid),
+                }],
+            };
+            let downloads = Table {
+                figure: Figure {
+                    name: "download_time_cdf",
+                    title: "Download time by size class",
+                    x_label: "seconds",
+                    y_label: "fraction of downloads started",
+                },
+                x_name: "seconds",
+                x: download_grid.clone(),
+                columns: classes
+                    .iter()
+                    .map(|&class| Column {
+                        name: class.clone(),
+                        label: class.clone(),
+                        values: run
+                            .download_s
+                            .get(class)
+                            .unwrap_or(&none)
+                            .cdf_on(&download_grid),
+                    })
+                    .collect(),
+            };
+            Replicate {
+                seed: run.seed,
+                headline: run.headline.clone(),
+                tables: vec![build, ttfb, downloads],
+            }
+        })
+        .collect()
+}
+
+/// [`STEPS`] equal intervals from 0 to the largest of `largest` (just 0
+/// when nothing was measured).
+fn grid(largest: impl Iterator<Item = f64>) -> Vec<f64> {
+    let top = largest.fold(0.0, f64::max);
+    if top <= 0.0 {
+        return vec![0.0];
+    }
+    (0..=STEPS)
+        .map(|step| top * f64::from(step) / f64::from(STEPS))
+        .collect()
+}
