@@ -16,7 +16,8 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use trine_circuit::RelayId;
 use trine_directory::{
-    Candidate, GuardParams, GuardState, PathConfig, PathIndex, Position, select_path_positions,
+    Candidate, GuardParams, GuardState, PathConfig, PathIndex, PathPositions, Position,
+    select_path_positions,
 };
 
 use crate::dist;
@@ -49,7 +50,25 @@ pub struct ClientResult {
     pub primary_exposed: bool,
     /// Circuit builds for which path selection found no path.
     pub failures: u64,
+    /// Build attempts that met an unreachable relay (`relays.churn.
+    /// down_share`), each followed by another attempt.
+    pub unreachable_attempts: u64,
+    /// Of those, attempts whose guard was unreachable (the client marks
+    /// it failed and moves down its guard list, as the client does).
+    pub guard_unreachable_attempts: u64,
+    /// Circuits given up after [`BUILD_ATTEMPTS`] attempts that each met
+    /// an unreachable relay.
+    pub abandoned: u64,
 }
+
+/// Attempts a client makes at one circuit before giving it up, when
+/// relays can be unreachable.
+pub const BUILD_ATTEMPTS: u32 = 5;
+
+/// The stream of the seed that says which relays are unreachable in each
+/// consensus period (its own, so runs without outages draw exactly as
+/// before).
+const OUTAGE_STREAM: u64 = u64::MAX - 1;
 
 /// Circuits in one simulated day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -208,6 +227,7 @@ pub fn run_with_progress(
     progress: &Progress,
 ) -> Result<RunResult, SimError> {
     let mut network_rng = stream(seed, u64::MAX);
+    let mut outage_rng = stream(seed, OUTAGE_STREAM);
     let mut network = Network::initial(scenario, &mut network_rng)?;
     let end = START + (scenario.time.days * DAY).round() as u64;
     progress.start(end - START);
@@ -269,10 +289,22 @@ pub fn run_with_progress(
             .map(|relay| network.is_adversary(&relay.id))
             .collect();
         let until = published.saturating_add(consensus_step).min(end);
+        let down_share = churn.down_share;
+        let down: Vec<bool> = if down_share > 0.0 {
+            // A draw for every relay, so the adversary's (never down) do
+            // not shift the honest relays' draws.
+            adversary
+                .iter()
+                .map(|&theirs| outage_rng.gen_bool(down_share) && !theirs)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let period = Period {
             links: &links,
             index: &index,
             adversary: &adversary,
+            down: &down,
             network: &network,
             config: &config,
             circuit_rate,
@@ -384,6 +416,9 @@ struct Period<'a> {
     index: &'a PathIndex,
     /// Per relay of `index`: whether it is the adversary's.
     adversary: &'a [bool],
+    /// Per relay of `index`: whether it is unreachable this period (empty
+    /// when no relay ever is).
+    down: &'a [bool],
     network: &'a Network,
     config: &'a PathConfig,
     circuit_rate: f64,
@@ -401,45 +436,76 @@ impl Period<'_> {
         }
     }
 
-    /// One circuit for `client` at `now` through the shipped path selection.
+    /// A path for `client` at `now` through the shipped path selection,
+    /// tried as the client would when relays can be unreachable: a down
+    /// guard is marked failed in the guard state (so the next attempt uses
+    /// the next usable guard), a guard that answers is marked succeeded,
+    /// and a down middle or exit costs an attempt. `None` when path
+    /// selection finds no path, or after [`BUILD_ATTEMPTS`] failed tries.
+    fn reachable_path(&self, client: &mut Client, now: u64) -> Option<PathPositions> {
+        let result = &mut client.result;
+        for _ in 0..BUILD_ATTEMPTS {
+            let Ok(path) = select_path_positions(
+                self.index,
+                &mut client.guards,
+                now,
+                &mut client.rng,
+                self.config,
+            ) else {
+                result.failures += 1;
+                return None;
+            };
+            if self.down.is_empty() {
+                return Some(path);
+            }
+            let guard = self.index.candidates()[path.guard].id;
+            if self.down[path.guard] {
+                result.unreachable_attempts += 1;
+                result.guard_unreachable_attempts += 1;
+                client.guards.mark_failed(guard, now);
+                continue;
+            }
+            client.guards.mark_succeeded(guard, now);
+            if self.down[path.middle] || self.down[path.exit] {
+                result.unreachable_attempts += 1;
+                continue;
+            }
+            return Some(path);
+        }
+        result.abandoned += 1;
+        None
+    }
+
+    /// One circuit for `client` at `now`, counted.
     fn build_circuit(&self, client: &mut Client, now: u64, tally: &mut Tally) {
+        let chosen = self.reachable_path(client, now);
         let day = &mut tally.days[((now - START) / 86_400) as usize];
         let result = &mut client.result;
-        let chosen = select_path_positions(
-            self.index,
-            &mut client.guards,
-            now,
-            &mut client.rng,
-            self.config,
-        );
-        match chosen {
-            Ok(path) => {
-                result.circuits += 1;
-                day.circuits += 1;
-                tally.guards[path.guard] += 1;
-                tally.exits[path.exit] += 1;
-                let bad_guard = self.adversary[path.guard];
-                let bad_exit = self.adversary[path.exit];
-                if bad_guard {
-                    result.adversary_guard += 1;
-                }
-                let (entry_seen, exit_seen) = if self.links.watched.is_empty() {
-                    (bad_guard, bad_exit)
-                } else {
-                    let relays = self.index.candidates();
-                    let destination = prefix::draw_from(&self.links.destinations, &mut client.rng);
-                    (
-                        bad_guard || self.links.sees(client.address, &relays[path.guard]),
-                        bad_exit || self.links.sees(destination, &relays[path.exit]),
-                    )
-                };
-                if entry_seen && exit_seen {
-                    result.compromised += 1;
-                    day.compromised += 1;
-                    result.first_compromise.get_or_insert(now - client.arrives);
-                }
+        if let Some(path) = chosen {
+            result.circuits += 1;
+            day.circuits += 1;
+            tally.guards[path.guard] += 1;
+            tally.exits[path.exit] += 1;
+            let bad_guard = self.adversary[path.guard];
+            let bad_exit = self.adversary[path.exit];
+            if bad_guard {
+                result.adversary_guard += 1;
             }
-            Err(_) => result.failures += 1,
+            let (entry_seen, exit_seen) = if self.links.watched.is_empty() {
+                (bad_guard, bad_exit)
+            } else {
+                let relays = self.index.candidates();
+                let destination = prefix::draw_from(&self.links.destinations, &mut client.rng);
+                (
+                    bad_guard || self.links.sees(client.address, &relays[path.guard]),
+                    bad_exit || self.links.sees(destination, &relays[path.exit]),
+                )
+            };
+            if entry_seen && exit_seen {
+                result.compromised += 1;
+                day.compromised += 1;
+                result.first_compromise.get_or_insert(now - client.arrives);
+            }
         }
         // Guards only join the sample (at its end, stamped with the time
         // they were sampled), so only those sampled since the last look

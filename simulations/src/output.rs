@@ -145,7 +145,7 @@ pub fn write(
 
 fn clients_csv(result: &RunResult) -> String {
     let mut text = String::from(
-        "client,circuits,compromised,fraction_compromised,adversary_guard_circuits,first_compromise_hours,guard_exposed,primary_exposed,failures\n",
+        "client,circuits,compromised,fraction_compromised,adversary_guard_circuits,first_compromise_hours,guard_exposed,primary_exposed,failures,unreachable_attempts,guard_unreachable_attempts,abandoned\n",
     );
     for (index, client) in result.clients.iter().enumerate() {
         let first = client
@@ -154,14 +154,17 @@ fn clients_csv(result: &RunResult) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             text,
-            "{index},{},{},{:.6},{},{first},{},{},{}",
+            "{index},{},{},{:.6},{},{first},{},{},{},{},{},{}",
             client.circuits,
             client.compromised,
             client_fraction(client),
             client.adversary_guard,
             client.exposed,
             client.primary_exposed,
-            client.failures
+            client.failures,
+            client.unreachable_attempts,
+            client.guard_unreachable_attempts,
+            client.abandoned
         );
     }
     text
@@ -206,7 +209,9 @@ fn days_csv(result: &RunResult) -> String {
 /// The numbers of a run's `summary.json`, in order.
 fn headline(result: &RunResult, summary: &Summary) -> Vec<(&'static str, Number)> {
     use Number::{Count, Fraction, Real};
-    let failures: u64 = result.clients.iter().map(|c| c.failures).sum();
+    let total = |field: fn(&crate::engine::ClientResult) -> u64| -> u64 {
+        result.clients.iter().map(field).sum()
+    };
     let (entropy, max_entropy) = result.exit_entropy;
     vec![
         ("clients", Count(result.clients.len() as u64)),
@@ -214,7 +219,16 @@ fn headline(result: &RunResult, summary: &Summary) -> Vec<(&'static str, Number)
         ("relays_last_consensus", Count(result.relays.1 as u64)),
         ("events", Count(result.events)),
         ("circuits", Count(summary.circuits)),
-        ("path_failures", Count(failures)),
+        ("path_failures", Count(total(|c| c.failures))),
+        (
+            "unreachable_attempts",
+            Count(total(|c| c.unreachable_attempts)),
+        ),
+        (
+            "guard_unreachable_attempts",
+            Count(total(|c| c.guard_unreachable_attempts)),
+        ),
+        ("abandoned_circuits", Count(total(|c| c.abandoned))),
         (
             "adversary_guard_weight_share",
             Fraction(result.adversary_guard_share),

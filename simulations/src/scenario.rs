@@ -230,6 +230,9 @@ sigma = 1.2
                         # a join copies a random imported relay, new identity)
 join_per_day = 5.0
 leave_per_day = 5.0
+# down_share = 0.02     # optional: each honest relay is unreachable in a
+                        # consensus period with this probability; circuits
+                        # through it fail and clients mark a down guard
 
 [clients]
 count = 200
@@ -310,6 +313,10 @@ impl Scenario {
             "relays.churn.leave_per_day",
             self.relays.churn.leave_per_day,
         )?;
+        fraction("relays.churn.down_share", self.relays.churn.down_share)?;
+        if self.relays.churn.down_share >= 1.0 {
+            invalid("relays.churn.down_share", "must be below 1")?;
+        }
         at_least_one("clients.count", self.clients.count)?;
         positive("clients.circuits_per_hour", self.clients.circuits_per_hour)?;
         non_negative("clients.arrive_over_days", self.clients.arrive_over_days)?;

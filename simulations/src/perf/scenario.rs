@@ -285,6 +285,12 @@ impl PerfScenario {
                 "Engine 2 models no churn: must be 0",
             )?;
         }
+        if self.relays.churn.down_share != 0.0 {
+            invalid(
+                "relays.churn.down_share",
+                "Engine 2 models no outages: must be 0",
+            )?;
+        }
         if self.relays.churn.leave_per_day != 0.0 {
             invalid(
                 "relays.churn.leave_per_day",

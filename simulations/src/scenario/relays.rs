@@ -104,6 +104,15 @@ pub struct Churn {
     pub join_per_day: f64,
     /// Relays leaving per day.
     pub leave_per_day: f64,
+    /// In each consensus period, each honest relay is unreachable with
+    /// this probability, independently, while the consensus still lists
+    /// it (a circuit through it fails); 0 (the default) for none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub down_share: f64,
+}
+
+fn is_zero(value: &f64) -> bool {
+    *value == 0.0
 }
 
 /// The `source` key.
