@@ -116,6 +116,15 @@ fn seed_dir(out: &Path, seeds: &[u64], seed: u64) -> PathBuf {
     }
 }
 
+/// How a summary line says its numbers are means over `seeds` seeds.
+fn means_over(seeds: usize) -> String {
+    if seeds > 1 {
+        format!(" (means over {seeds} seeds)")
+    } else {
+        String::new()
+    }
+}
+
 /// Runs an Engine 1 (path security) scenario for every seed, and the
 /// aggregate of several.
 fn run_path_security(scenario: &Path, seeds: &[u64], out: &Path) -> anyhow::Result<()> {
@@ -226,11 +235,7 @@ fn report(runs: &[SeedRun], started: Instant, out: &Path) {
         runs.iter().map(|run| field(&run.summary)).sum::<f64>() / runs.len().max(1) as f64
     };
     let circuits: u64 = runs.iter().map(|run| run.summary.circuits).sum();
-    let over = if runs.len() > 1 {
-        format!(" (means over {} seeds)", runs.len())
-    } else {
-        String::new()
-    };
+    let over = means_over(runs.len());
     eprintln!(
         "{circuits} circuits; compromised {:.4}; clients ever compromised {:.4}; guard exposure {:.4} (primary {:.4}){over}; \
          {:.1} s; results in {}",
@@ -263,11 +268,7 @@ fn run_performance(scenario: &Path, seeds: &[u64], out: &Path) -> anyhow::Result
     let sum = |field: fn(&PerfSummary) -> f64| {
         runs.iter().map(|(summary, _)| field(summary)).sum::<f64>() / count as f64
     };
-    let over = if runs.len() > 1 {
-        format!(" (means over {} seeds)", runs.len())
-    } else {
-        String::new()
-    };
+    let over = means_over(runs.len());
     eprintln!(
         "{:.0} circuits built of {:.0} (median {:.1} ms); {:.0} downloads completed of {:.0}; \
          {:.0} drops; max relay utilisation {:.3}{over}; {:.1} s; results in {}",

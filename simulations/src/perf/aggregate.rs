@@ -12,7 +12,9 @@ use crate::output::Number;
 use crate::plot::Figure;
 
 use super::engine::PerfResult;
-use super::output::{build_times_ms, download_times, quantile, ttfb_ms};
+use super::output::{
+    BUILD_FIGURE, DOWNLOAD_FIGURE, TTFB_FIGURE, build_times_ms, download_times, quantile, ttfb_ms,
+};
 
 /// Intervals of every grid (so 201 points).
 pub const STEPS: u32 = 200;
@@ -131,43 +133,24 @@ pub fn replicates(runs: &[Samples]) -> Vec<Replicate> {
     let none = Measured::default();
     runs.iter()
         .map(|run| {
-            let build = Table {
-                figure: Figure {
-                    name: "build_time_cdf",
-                    title: "Circuit build time",
-                    x_label: "milliseconds",
-                    y_label: "fraction of circuits started",
-                },
-                x_name: "build_ms",
-                x: build_grid.clone(),
-                columns: vec![Column {
-                    name: "circuits_built".to_owned(),
-                    label: "circuits".to_owned(),
-                    values: run.build_ms.cdf_on(&build_grid),
-                }],
-            };
-            let ttfb = Table {
-                figure: Figure {
-                    name: "ttfb_cdf",
-                    title: "Time to first byte",
-                    x_label: "milliseconds",
-                    y_label: "fraction of downloads started",
-                },
-                x_name: "ttfb_ms",
-                x: ttfb_grid.clone(),
-                columns: vec![Column {
-                    name: "first_byte".to_owned(),
-                    label: "downloads".to_owned(),
-                    values: run.ttfb_ms.cdf_on(&ttfb_grid),
-                }],
-            };
+            let build = one_line_table(
+                BUILD_FIGURE,
+                "build_ms",
+                &build_grid,
+                "circuits_built",
+                "circuits",
+                &run.build_ms,
+            );
+            let ttfb = one_line_table(
+                TTFB_FIGURE,
+                "ttfb_ms",
+                &ttfb_grid,
+                "first_byte",
+                "downloads",
+                &run.ttfb_ms,
+            );
             let downloads = Table {
-                figure: Figure {
-                    name: "download_time_cdf",
-                    title: "Download time by size class",
-                    x_label: "seconds",
-                    y_label: "fraction of downloads started",
-                },
+                figure: DOWNLOAD_FIGURE,
                 x_name: "seconds",
                 x: download_grid.clone(),
                 columns: classes
@@ -190,6 +173,27 @@ pub fn replicates(runs: &[Samples]) -> Vec<Replicate> {
             }
         })
         .collect()
+}
+
+/// A table of one CDF, `of` sampled on `grid`.
+fn one_line_table(
+    figure: Figure<'static>,
+    x_name: &'static str,
+    grid: &[f64],
+    name: &str,
+    label: &str,
+    of: &Measured,
+) -> Table<f64> {
+    Table {
+        figure,
+        x_name,
+        x: grid.to_vec(),
+        columns: vec![Column {
+            name: name.to_owned(),
+            label: label.to_owned(),
+            values: of.cdf_on(grid),
+        }],
+    }
 }
 
 /// [`STEPS`] equal intervals from 0 to the largest of `largest` (just 0

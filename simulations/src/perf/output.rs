@@ -92,6 +92,30 @@ pub fn write(
     Ok(summary)
 }
 
+/// The figure of the build-time CDF (over all builds started).
+pub(super) const BUILD_FIGURE: Figure<'static> = Figure {
+    name: "build_time_cdf",
+    title: "Circuit build time",
+    x_label: "milliseconds",
+    y_label: "fraction of builds started",
+};
+
+/// The figure of the time-to-first-byte CDF (over all downloads started).
+pub(super) const TTFB_FIGURE: Figure<'static> = Figure {
+    name: "ttfb_cdf",
+    title: "Time to first byte",
+    x_label: "milliseconds",
+    y_label: "fraction of downloads started",
+};
+
+/// The figure of the download-time CDFs, one line per size class.
+pub(super) const DOWNLOAD_FIGURE: Figure<'static> = Figure {
+    name: "download_time_cdf",
+    title: "Download time by size class",
+    x_label: "seconds",
+    y_label: "fraction of downloads started",
+};
+
 /// The CDFs as figures (`.svg` and `.png`): build times, time to first
 /// byte, and download times per class.
 fn figures(dir: &Path, result: &PerfResult) -> Result<(), SimError> {
@@ -101,41 +125,14 @@ fn figures(dir: &Path, result: &PerfResult) -> Result<(), SimError> {
         band: None,
     };
     let build = line("circuits", &build_times_ms(result), result.circuits.len());
-    plot::fractions(
-        dir,
-        &Figure {
-            name: "build_time_cdf",
-            title: "Circuit build time",
-            x_label: "milliseconds",
-            y_label: "fraction of circuits built",
-        },
-        &[build],
-    )?;
+    plot::fractions(dir, &BUILD_FIGURE, &[build])?;
     let ttfb = line("downloads", &ttfb_ms(result), result.downloads.len());
-    plot::fractions(
-        dir,
-        &Figure {
-            name: "ttfb_cdf",
-            title: "Time to first byte",
-            x_label: "milliseconds",
-            y_label: "fraction of downloads",
-        },
-        &[ttfb],
-    )?;
+    plot::fractions(dir, &TTFB_FIGURE, &[ttfb])?;
     let downloads: Vec<Series> = download_times(result)
         .iter()
         .map(|(class, (times, started))| line(class, times, *started))
         .collect();
-    plot::fractions(
-        dir,
-        &Figure {
-            name: "download_time_cdf",
-            title: "Download time by size class",
-            x_label: "seconds",
-            y_label: "fraction of downloads started",
-        },
-        &downloads,
-    )
+    plot::fractions(dir, &DOWNLOAD_FIGURE, &downloads)
 }
 
 fn seconds(ns: u64) -> f64 {
