@@ -145,13 +145,13 @@ pub fn select_path_positions<R: Rng + ?Sized>(
 ) -> Result<PathPositions, PathError> {
     guards.update(index, now, rng);
     let mut first_error = None;
-    // By rank rather than by iterator, so the state can note where its
-    // guard is; later ranks are reached only when a guard fails.
+    // By rank rather than by iterator, so the state can keep its first
+    // guard at hand; later ranks are reached only when no path fits.
     for rank in 0.. {
-        let Some(guard_id) = guards.usable(now).nth(rank) else {
+        let Some(listed) = guards.usable_listed(index, now, rank) else {
             break;
         };
-        let Some(guard) = guards.listed_position(index, guard_id) else {
+        let Some(guard) = listed else {
             continue;
         };
         match path_through(index, guard, config, rng) {

@@ -207,6 +207,36 @@ fn the_sample_never_grows_past_its_bound() {
     assert_eq!(state.entries().len(), 25);
 }
 
+/// Paths go through the first usable guard, which the state keeps at hand
+/// between circuits: a marked failure moves them to the next guard at
+/// once, and the failed guard is first again as soon as its retry time
+/// has come, with nothing else happening in between.
+#[test]
+fn paths_follow_the_first_usable_guard_through_failures_and_retries() {
+    let params = GuardParams::default();
+    let (mut state, mut rng) = fresh(8, params.clone());
+    let ids = sampled(&state);
+    let index = PathIndex::new(network());
+    let config = PathConfig::default();
+    let mut guard_at = |state: &mut GuardState, at: u64| {
+        select_path(&index, state, at, &mut rng, &config)
+            .unwrap()
+            .guard
+    };
+    assert_eq!(guard_at(&mut state, NOW), ids[0]);
+    assert_eq!(guard_at(&mut state, NOW + 1), ids[0]);
+    state.mark_failed(ids[0], NOW + 2);
+    assert_eq!(guard_at(&mut state, NOW + 3), ids[1]);
+    let retry = NOW + 2 + params.first_retry_delay;
+    assert_eq!(guard_at(&mut state, retry - 1), ids[1]);
+    assert_eq!(guard_at(&mut state, retry), ids[0]);
+    state.mark_failed(ids[0], retry);
+    state.mark_failed(ids[1], retry);
+    assert_eq!(guard_at(&mut state, retry + 1), ids[2]);
+    state.mark_succeeded(ids[0], retry + 2);
+    assert_eq!(guard_at(&mut state, retry + 3), ids[0]);
+}
+
 #[test]
 fn a_failing_guard_is_skipped_until_its_retry_time_with_doubling_backoff() {
     let params = GuardParams::default();

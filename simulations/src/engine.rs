@@ -127,6 +127,8 @@ struct Client {
     departs: u64,
     /// Guards sampled at or after this time have not been looked at yet.
     unchecked_since: u64,
+    /// The guard state's revision when its guards were last looked at.
+    checked_revision: Option<u64>,
     /// Where it is (drawn from `clients.prefixes`, if given).
     address: Option<IpAddr>,
     result: ClientResult,
@@ -403,6 +405,7 @@ impl Client {
             arrives,
             departs,
             unchecked_since: 0,
+            checked_revision: None,
             address,
             result: ClientResult::default(),
         }
@@ -507,6 +510,13 @@ impl Period<'_> {
                 result.first_compromise.get_or_insert(now - client.arrives);
             }
         }
+        // The guards are as they were at the last look unless the state's
+        // revision moved (after the update at `now`, `primary(now)` too).
+        let revision = client.guards.revision();
+        if client.checked_revision == Some(revision) {
+            return;
+        }
+        client.checked_revision = Some(revision);
         // Guards only join the sample (at its end, stamped with the time
         // they were sampled), so only those sampled since the last look
         // can newly expose the client.

@@ -109,6 +109,7 @@ impl GuardState {
             params,
             sampled,
             reconciled: None,
+            revision: 0,
         })
     }
 }

@@ -57,6 +57,9 @@ pub struct PathIndex {
 struct Changes {
     generation: u64,
     ids: Vec<RelayId>,
+    /// Per position in the consensus before: where that relay's identity
+    /// resolves in this one ([`PathIndex::position_of`]), or `u32::MAX`.
+    moved: Vec<u32>,
 }
 
 /// More changes than this and a guard state reconciles in full anyway.
@@ -195,11 +198,18 @@ impl PathIndex {
     pub fn following(previous: &PathIndex, candidates: Vec<Candidate>) -> Self {
         let mut index = Self::new(candidates);
         let mut ids = Vec::new();
+        let mut moved = Vec::with_capacity(previous.candidates.len());
         for (position, old) in previous.candidates.iter().enumerate() {
+            let now_at = index.position_of(&old.id);
+            moved.push(
+                now_at
+                    .and_then(|at| u32::try_from(at).ok())
+                    .unwrap_or(u32::MAX),
+            );
             if previous.by_id.get(&old.id) != Some(&position) {
                 continue; // a duplicate identity: its resolved entry counts
             }
-            let now_eligible = index.get(&old.id).map(Candidate::is_guard_eligible);
+            let now_eligible = now_at.map(|at| index.candidates[at].is_guard_eligible());
             if now_eligible != Some(old.is_guard_eligible()) {
                 ids.push(old.id);
             }
@@ -208,6 +218,7 @@ impl PathIndex {
             index.previous = Some(Changes {
                 generation: previous.generation,
                 ids,
+                moved,
             });
         }
         index
@@ -251,6 +262,19 @@ impl PathIndex {
             .as_ref()
             .filter(|changes| changes.generation == generation)
             .map(|changes| changes.ids.as_slice())
+    }
+
+    /// When this consensus follows the one with `generation`: where the
+    /// relay at position `old` of that one resolves in this one.
+    pub(crate) fn moved_since(&self, generation: u64, old: usize) -> Option<usize> {
+        let changes = self.previous.as_ref()?;
+        if changes.generation != generation {
+            return None;
+        }
+        match changes.moved.get(old) {
+            Some(&at) if at != u32::MAX => Some(at as usize),
+            _ => None,
+        }
     }
 
     /// Whether the candidate at `at` may share a circuit with each of the
