@@ -340,7 +340,10 @@ pub fn run_with_progress(
     let (adversary_guard_share, adversary_exit_share, exit_entropy, first_relays) =
         first.unwrap_or_default();
     let clients: Vec<ClientResult> = clients.into_iter().map(|client| client.result).collect();
-    events += clients.iter().map(|c| c.circuits + c.failures).sum::<u64>();
+    events += clients
+        .iter()
+        .map(|c| c.circuits + c.failures + c.abandoned)
+        .sum::<u64>();
     Ok(RunResult {
         clients,
         days,
