@@ -528,9 +528,18 @@ fn performance_seeds_aggregate_to_the_means_of_their_runs() {
     let builds = Csv::read(&out.join("build_time_cdf.csv"));
     let means = checked_means(&builds, "circuits_built");
     assert_non_decreasing("build-time CDF", &means);
-    assert_eq!(means.len(), 201);
-    assert!((means[200] - mean(&built)).abs() < 2e-6);
-    assert!(means[0] < means[200]);
+    assert_eq!(means.len(), 202);
+    assert_eq!(means[0], 0.0, "no build takes no time");
+    assert!((means[201] - mean(&built)).abs() < 2e-6);
+    // The grid: 0, then the same ratio from each point to the next.
+    let x = builds.column("build_ms");
+    let ratios: Vec<f64> = x[1..].windows(2).map(|pair| pair[1] / pair[0]).collect();
+    assert!(
+        ratios
+            .iter()
+            .all(|r| (r / ratios[0] - 1.0).abs() < 1e-3 && *r > 1.0),
+        "{ratios:?}"
+    );
     // Download times: one column per class, each ending at its class's
     // mean completed share.
     let downloads = Csv::read(&out.join("download_time_cdf.csv"));

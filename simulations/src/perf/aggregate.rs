@@ -2,8 +2,9 @@
 //! byte and download times (per size class) as CDFs sampled on grids
 //! shared by every seed, so that the aggregate can give each grid point's
 //! mean and 95% interval, and the headline numbers it estimates. The
-//! grids run from 0 to the largest value any seed saw, so they depend on
-//! every run: a run keeps its [`Samples`] until all have finished.
+//! grids run geometrically from the smallest to the largest value any
+//! seed saw, so they depend on every run: a run keeps its [`Samples`]
+//! until all have finished.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,7 +17,7 @@ use super::output::{
     BUILD_FIGURE, DOWNLOAD_FIGURE, TTFB_FIGURE, build_times_ms, download_times, quantile, ttfb_ms,
 };
 
-/// Intervals of every grid (so 201 points).
+/// Geometric steps of every grid (so 202 points with 0).
 pub const STEPS: u32 = 200;
 
 /// Sorted values of one measure of one run, and the number of trials
@@ -123,12 +124,9 @@ impl Samples {
 /// build time, time to first byte, download time with a column per size
 /// class any run saw (a class a run did not see is 0 there).
 pub fn replicates(runs: &[Samples]) -> Vec<Replicate> {
-    let build_grid = grid(runs.iter().map(|run| run.build_ms.largest()));
-    let ttfb_grid = grid(runs.iter().map(|run| run.ttfb_ms.largest()));
-    let download_grid = grid(
-        runs.iter()
-            .flat_map(|run| run.download_s.values().map(Measured::largest)),
-    );
+    let build_grid = grid(runs.iter().map(|run| &run.build_ms));
+    let ttfb_grid = grid(runs.iter().map(|run| &run.ttfb_ms));
+    let download_grid = grid(runs.iter().flat_map(|run| run.download_s.values()));
     let classes: BTreeSet<&String> = runs.iter().flat_map(|run| run.download_s.keys()).collect();
     let none = Measured::default();
     runs.iter()
@@ -196,14 +194,29 @@ fn one_line_table(
     }
 }
 
-/// [`STEPS`] equal intervals from 0 to the largest of `largest` (just 0
-/// when nothing was measured).
-fn grid(largest: impl Iterator<Item = f64>) -> Vec<f64> {
-    let top = largest.fold(0.0, f64::max);
-    if top <= 0.0 {
+/// 0, then [`STEPS`] geometric steps from the smallest positive to the
+/// largest of `measured` (so every point is the same fraction beyond the
+/// one before: fine where web pages finish in tenths of a second, coarse
+/// only where 5 MiB downloads take a minute); the last point is the
+/// largest value exactly. Just 0 when nothing positive was measured.
+fn grid<'a>(measured: impl Iterator<Item = &'a Measured>) -> Vec<f64> {
+    let (mut low, mut high) = (f64::INFINITY, 0.0f64);
+    for values in measured {
+        if let Some(&smallest) = values.sorted.iter().find(|&&value| value > 0.0) {
+            low = low.min(smallest);
+        }
+        high = high.max(values.largest());
+    }
+    if high <= 0.0 {
         return vec![0.0];
     }
-    (0..=STEPS)
-        .map(|step| top * f64::from(step) / f64::from(STEPS))
-        .collect()
+    if low >= high {
+        return vec![0.0, high];
+    }
+    let ratio = high / low;
+    let mut points: Vec<f64> = std::iter::once(0.0)
+        .chain((0..STEPS).map(|step| low * ratio.powf(f64::from(step) / f64::from(STEPS))))
+        .collect();
+    points.push(high);
+    points
 }
