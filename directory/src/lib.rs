@@ -8,6 +8,7 @@
 
 pub mod assign;
 pub mod authority;
+pub mod cidr;
 mod compact;
 pub mod compute;
 pub mod consensus;
@@ -26,6 +27,7 @@ pub mod wire;
 
 pub use assign::{Observation, assign_flags};
 pub use authority::{AuthoritySet, AuthoritySetError};
+pub use cidr::Cidr;
 pub use compute::{ComputeError, ComputeParams, compute};
 pub use consensus::{AuthoritySignature, Consensus, ConsensusBody};
 pub use descriptor::{

@@ -16,14 +16,14 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use trine_circuit::RelayId;
 use trine_directory::{
-    Candidate, GuardParams, GuardState, PathConfig, PathIndex, PathPositions, Position,
+    Candidate, Cidr, GuardParams, GuardState, PathConfig, PathIndex, PathPositions, Position,
     select_path_positions,
 };
 
 use crate::dist;
 use crate::error::SimError;
 use crate::network::Network;
-use crate::prefix::{self, Prefix};
+use crate::prefix;
 use crate::progress::Progress;
 use crate::scenario::{Scenario, prefixes};
 
@@ -137,9 +137,9 @@ struct Client {
 /// The links the adversary watches, and where clients and destinations
 /// are.
 struct Links {
-    watched: Vec<(Vec<Prefix>, Vec<Prefix>)>,
-    clients: Vec<Prefix>,
-    destinations: Vec<Prefix>,
+    watched: Vec<(Vec<Cidr>, Vec<Cidr>)>,
+    clients: Vec<Cidr>,
+    destinations: Vec<Cidr>,
 }
 
 impl Links {
@@ -171,7 +171,7 @@ impl Links {
             let other = other.ip();
             self.watched.iter().any(|(side, other_side)| {
                 let within =
-                    |prefixes: &[Prefix], address| prefixes.iter().any(|p| p.contains(address));
+                    |prefixes: &[Cidr], address| prefixes.iter().any(|p| p.contains(address));
                 (within(side, one) && within(other_side, other))
                     || (within(other_side, one) && within(side, other))
             })

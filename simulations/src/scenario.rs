@@ -7,11 +7,10 @@ mod relays;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use trine_directory::GuardParams;
 use trine_directory::guards::MAX_STORED_GUARDS;
+use trine_directory::{Cidr, GuardParams};
 
 use crate::error::SimError;
-use crate::prefix::Prefix;
 
 pub use relays::{
     Bandwidth, Churn, GeneratedRelays, ImportFormat, ImportSpec, RelaySource, RelaySpec,
@@ -417,12 +416,12 @@ pub(crate) fn read_text(path: &Path) -> Result<String, SimError> {
 
 /// The prefixes of a scenario list, each checked; an error names the list
 /// and the entry.
-pub fn prefixes(field: &'static str, texts: &[String]) -> Result<Vec<Prefix>, SimError> {
+pub fn prefixes(field: &'static str, texts: &[String]) -> Result<Vec<Cidr>, SimError> {
     texts
         .iter()
         .enumerate()
         .map(|(index, text)| {
-            Prefix::parse(text).map_err(|reason| SimError::Invalid {
+            text.parse::<Cidr>().map_err(|reason| SimError::Invalid {
                 field,
                 reason: format!("entry {index}: {reason}"),
             })

@@ -4,111 +4,12 @@
 //! exit's own addresses are refused unless the operator allows a network
 //! explicitly; TCP/UDP ports go through ordered accept/reject rules.
 
-use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
-/// An address prefix, e.g. `10.0.0.0/8` or `fc00::/7`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    /// The network address (host bits cleared).
-    pub addr: IpAddr,
-    /// Prefix length.
-    pub prefix: u8,
-}
-
-impl Cidr {
-    /// `addr/prefix`; host bits are cleared. `None` if the prefix is too long.
-    pub fn new(addr: IpAddr, prefix: u8) -> Option<Self> {
-        let bits = max_prefix(addr);
-        (prefix <= bits).then(|| Self {
-            addr: mask(addr, prefix),
-            prefix,
-        })
-    }
-
-    /// Whether `ip` lies inside (never across families).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix) == self.addr
-    }
-
-    /// The number of addresses, saturating at `u128::MAX`.
-    pub fn size(&self) -> u128 {
-        let host_bits = u32::from(max_prefix(self.addr) - self.prefix);
-        1u128.checked_shl(host_bits).unwrap_or(u128::MAX)
-    }
-
-    /// The `index`th address of the prefix, if inside it.
-    pub fn nth(&self, index: u128) -> Option<IpAddr> {
-        if index >= self.size() {
-            return None;
-        }
-        Some(match self.addr {
-            IpAddr::V4(base) => {
-                IpAddr::V4(Ipv4Addr::from(u32::from(base) + u32::try_from(index).ok()?))
-            }
-            IpAddr::V6(base) => IpAddr::V6(Ipv6Addr::from(u128::from(base) + index)),
-        })
-    }
-
-    /// `ip`'s position inside the prefix, if inside it.
-    pub fn index_of(&self, ip: IpAddr) -> Option<u128> {
-        if !self.contains(ip) {
-            return None;
-        }
-        Some(match (ip, self.addr) {
-            (IpAddr::V4(ip), IpAddr::V4(base)) => u128::from(u32::from(ip) - u32::from(base)),
-            (IpAddr::V6(ip), IpAddr::V6(base)) => u128::from(ip) - u128::from(base),
-            _ => return None,
-        })
-    }
-}
-
-fn max_prefix(addr: IpAddr) -> u8 {
-    if addr.is_ipv4() { 32 } else { 128 }
-}
-
-fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
-    // Shifting by the full width (prefix 0) keeps nothing.
-    match addr {
-        IpAddr::V4(v4) => {
-            let keep = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & keep))
-        }
-        IpAddr::V6(v6) => {
-            let keep = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
-            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & keep))
-        }
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let (addr, prefix) = match text.split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text, None),
-        };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("`{text}` is not an address or address/prefix"))?;
-        let prefix = match prefix {
-            Some(prefix) => prefix
-                .parse::<u8>()
-                .map_err(|_| format!("`{text}` has a bad prefix length"))?,
-            None => max_prefix(addr),
-        };
-        Self::new(addr, prefix)
-            .ok_or_else(|| format!("`{text}` has a prefix longer than the address"))
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
+/// Address prefixes are the directory's type: the simulator's link
+/// adversaries use the same one.
+pub use trine_directory::Cidr;
 
 /// Networks no exit reaches unless the operator allows them.
 const RESERVED: &[&str] = &[
