@@ -2,7 +2,7 @@
 //! are errors) and validated into [`Config`], with errors that name the
 //! field. Also the commented template `trine-relay init` writes.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use trine_node::authorities::Authorities;
 
-use crate::exit::policy::{Cidr, PortRule};
+use crate::exit::policy::{Cidr, PortRule, Protocols};
 
 pub use trine_node::config::ConfigError;
 
@@ -103,6 +103,7 @@ impl Default for ExitNetwork {
 struct ExitPolicyFile {
     allow_networks: Vec<String>,
     ports: Vec<String>,
+    protocols: Vec<String>,
 }
 
 impl Default for ExitPolicyFile {
@@ -110,9 +111,16 @@ impl Default for ExitPolicyFile {
         Self {
             allow_networks: Vec::new(),
             ports: vec!["reject 25".into()],
+            protocols: Protocols::DEFAULT_NAMES.map(String::from).to_vec(),
         }
     }
 }
+
+/// The networks a NAT pool may come from: private IPv4 (RFC 1918) and
+/// unique-local IPv6. A pool elsewhere would take public addresses (or the
+/// provider's shared ones) away from the internet the exit serves.
+const POOL_V4_NETWORKS: [&str; 3] = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"];
+const POOL_V6_NETWORKS: [&str; 1] = ["fc00::/7"];
 
 fn default_key_dir() -> PathBuf {
     PathBuf::from("keys")
@@ -231,10 +239,16 @@ pub struct ExitSettings {
     pub pool_v6: Option<Cidr>,
     /// Where DNS queries go; `None` = first nameserver of /etc/resolv.conf.
     pub dns_upstream: Option<SocketAddr>,
-    /// Reserved networks the operator allows anyway.
+    /// Reserved networks the operator allows anyway (never the exit's own
+    /// addresses or its pools).
     pub allow_networks: Vec<Cidr>,
     /// Port rules, first match wins, accept when none matches.
     pub ports: Vec<PortRule>,
+    /// IP protocols that may leave.
+    pub protocols: Protocols,
+    /// The relay's advertised addresses: its own even when no interface
+    /// holds them (1:1 NAT), so clients never reach them.
+    pub advertised: Vec<IpAddr>,
 }
 
 impl Config {
@@ -337,7 +351,17 @@ impl Config {
                 ));
             }
         }
-        let exit_settings = exit_settings(&file.exit_network, &file.exit_policy)
+        let advertise = if file.advertise.is_empty() {
+            vec![file.listen]
+        } else {
+            file.advertise
+        };
+        let advertised = advertise
+            .iter()
+            .map(SocketAddr::ip)
+            .filter(|ip| !ip.is_unspecified())
+            .collect();
+        let exit_settings = exit_settings(advertised, &file.exit_network, &file.exit_policy)
             .map_err(|(field, problem)| invalid(field, problem))?;
         let link = &file.link;
         if link.quic_keep_alive_secs == 0
@@ -375,11 +399,6 @@ impl Config {
         } else {
             path.parent().unwrap_or(Path::new(".")).join(file.key_dir)
         };
-        let advertise = if file.advertise.is_empty() {
-            vec![file.listen]
-        } else {
-            file.advertise
-        };
         Ok(Self {
             nickname: file.nickname,
             listen: file.listen,
@@ -407,7 +426,9 @@ impl Config {
     }
 }
 
+/// The exit settings of the file.
 fn exit_settings(
+    advertised: Vec<IpAddr>,
     network: &ExitNetwork,
     policy: &ExitPolicyFile,
 ) -> Result<ExitSettings, (&'static str, String)> {
@@ -435,6 +456,14 @@ fn exit_settings(
             "must be an IPv4 prefix from /8 to /29".into(),
         ));
     }
+    if !inside_any(pool_v4, &POOL_V4_NETWORKS) {
+        return Err((
+            "exit_network.pool_v4",
+            format!(
+                "{pool_v4} is not private: it must lie in 10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16"
+            ),
+        ));
+    }
     let pool_v6 = if network.pool_v6.is_empty() {
         None
     } else {
@@ -446,6 +475,12 @@ fn exit_settings(
             return Err((
                 "exit_network.pool_v6",
                 "must be an IPv6 prefix from /48 to /120, or \"\" for no IPv6".into(),
+            ));
+        }
+        if !inside_any(pool, &POOL_V6_NETWORKS) {
+            return Err((
+                "exit_network.pool_v6",
+                format!("{pool} is not unique-local: it must lie in fc00::/7"),
             ));
         }
         Some(pool)
@@ -482,6 +517,8 @@ fn exit_settings(
         .map(|text| text.parse())
         .collect::<Result<_, _>>()
         .map_err(|problem| ("exit_policy.ports", problem))?;
+    let protocols = Protocols::parse(&policy.protocols)
+        .map_err(|problem| ("exit_policy.protocols", problem))?;
     Ok(ExitSettings {
         tun_name: network.tun_name.clone(),
         mtu: network.mtu,
@@ -490,7 +527,17 @@ fn exit_settings(
         dns_upstream,
         allow_networks,
         ports,
+        protocols,
+        advertised,
     })
+}
+
+/// Whether `pool` lies wholly inside one of `networks`.
+fn inside_any(pool: Cidr, networks: &[&str]) -> bool {
+    networks
+        .iter()
+        .filter_map(|text| text.parse::<Cidr>().ok())
+        .any(|net| net.prefix <= pool.prefix && net.contains(pool.addr))
 }
 
 /// The commented `relay.toml` written by `trine-relay init`.
@@ -556,6 +603,8 @@ publish_every_secs = 1800         # republish this often (and on key rotation)
 [exit_network]
 tun_name = "trine-exit"
 mtu = 1280                        # largest packet passed either way
+# Pools must be private (10/8, 172.16/12, 192.168/16) and unique-local
+# (fc00::/7); clients never reach pool addresses.
 pool_v4 = "10.200.0.0/16"
 pool_v6 = "fd74:7265:7869::/64"   # "" = no IPv6 exit traffic. With IPv6, the
                                   # exit enables forwarding: hosts configured
@@ -563,11 +612,18 @@ pool_v6 = "fd74:7265:7869::/64"   # "" = no IPv6 exit traffic. With IPv6, the
 dns_upstream = ""                 # "" = first nameserver in /etc/resolv.conf
 
 [exit_policy]
-# Loopback, private, link-local (incl. 169.254.169.254), CGNAT, multicast and
-# this host's own addresses are always refused, except networks listed here.
+# Loopback, private, link-local (incl. 169.254.169.254), CGNAT, multicast,
+# documentation and other special-purpose ranges are refused, except
+# networks listed here. This host's own addresses (on its interfaces and in
+# `advertise`) and the pools are refused whatever is listed here.
 allow_networks = []
-# TCP/UDP destination ports: first matching rule wins; no match = accept.
+# Destination ports of TCP, UDP (and SCTP, DCCP, UDP-Lite when allowed
+# below): first matching rule wins; no match = accept.
 ports = ["reject 25"]
+# IP protocols that may leave: names (tcp, udp, icmp = ICMP and ICMPv6,
+# sctp, dccp, udplite, gre, esp, ah, ipip, ipv6) or numbers 0-255. Anything
+# else (GRE, ESP, IP-in-IP tunnels, ...) is refused, whatever `ports` says.
+protocols = ["tcp", "udp", "icmp"]
 "#
     )
 }
@@ -581,20 +637,131 @@ mod tests {
         Config::parse(text, Path::new("/etc/trine/relay.toml"))
     }
 
+    fn exit_template() -> String {
+        template("relay1", "198.18.0.1:9443".parse().unwrap(), true)
+    }
+
     #[test]
     fn template_parses_with_defaults() {
-        let config = parse(&template(
-            "relay1",
-            "198.18.0.1:9443".parse().unwrap(),
-            true,
-        ))
-        .unwrap();
+        let text = exit_template().replace("dns_upstream = \"\"", "dns_upstream = \"9.9.9.9\"");
+        let config = parse(&text).unwrap();
         assert_eq!(config.nickname, "relay1");
         assert!(config.exit && config.circuits.exit);
         assert_eq!(config.advertise, vec![config.listen]);
         assert_eq!(config.key_dir, Path::new("/etc/trine/keys"));
         assert_eq!(config.metrics, Some("127.0.0.1:9464".parse().unwrap()));
         assert_eq!(config.bandwidth, None);
+        let exit = &config.exit_settings;
+        assert_eq!(exit.dns_upstream, Some("9.9.9.9:53".parse().unwrap()));
+        assert_eq!(exit.protocols, Protocols::DEFAULT);
+        assert_eq!(exit.advertised, vec![config.listen.ip()]);
+        let relay = parse(&template("relay2", "0.0.0.0:9443".parse().unwrap(), false)).unwrap();
+        assert_eq!(relay.exit_settings.dns_upstream, None);
+        assert!(
+            relay.exit_settings.advertised.is_empty(),
+            "0.0.0.0 is nobody's"
+        );
+    }
+
+    #[test]
+    fn advertised_addresses_are_the_exits_own() {
+        let text = exit_template()
+            .replace(
+                "dns_upstream = \"\"",
+                "dns_upstream = \"[2001:4860::8888]:53\"",
+            )
+            .replace(
+                "# advertise = []",
+                "advertise = [\"198.51.100.7:9443\", \"[2001:db8::7]:9443\"]",
+            );
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.exit_settings.advertised,
+            vec![
+                "198.51.100.7".parse::<IpAddr>().unwrap(),
+                "2001:db8::7".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            config.exit_settings.dns_upstream,
+            Some("[2001:4860::8888]:53".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn pools_must_be_private_and_protocols_known() {
+        let head = "nickname = \"r\"\nlisten = \"127.0.0.1:1\"\nexit = true\n[exit_network]\n";
+        let exit = format!("{head}dns_upstream = \"9.9.9.9\"\n");
+        let cases = [
+            (
+                "pool_v4 = \"100.64.0.0/16\"",
+                "exit_network.pool_v4",
+                "not private",
+            ),
+            (
+                "pool_v4 = \"198.18.0.0/16\"",
+                "exit_network.pool_v4",
+                "not private",
+            ),
+            (
+                "pool_v4 = \"8.0.0.0/8\"",
+                "exit_network.pool_v4",
+                "not private",
+            ),
+            (
+                "pool_v4 = \"10.0.0.0/7\"",
+                "exit_network.pool_v4",
+                "/8 to /29",
+            ),
+            (
+                "pool_v6 = \"2001:db8::/64\"",
+                "exit_network.pool_v6",
+                "unique-local",
+            ),
+            (
+                "pool_v6 = \"fe80::/64\"",
+                "exit_network.pool_v6",
+                "unique-local",
+            ),
+            (
+                "dns_upstream = \"resolver\"",
+                "exit_network.dns_upstream",
+                "not an address",
+            ),
+            (
+                "[exit_policy]\nprotocols = [\"tcp\", \"smtp\"]",
+                "exit_policy.protocols",
+                "`smtp`",
+            ),
+            (
+                "[exit_policy]\nprotocols = []",
+                "exit_policy.protocols",
+                "at least one",
+            ),
+        ];
+        for (extra, field, problem) in cases {
+            let base = if extra.starts_with("dns_upstream") {
+                head
+            } else {
+                &exit
+            };
+            let text = format!("{base}{extra}\n");
+            let message = parse(&text).unwrap_err().to_string();
+            assert!(
+                message.contains(field) && message.contains(problem),
+                "{extra}: {message:?} should name {field} and say {problem}"
+            );
+        }
+        for private in ["172.31.0.0/16", "192.168.7.0/24", "10.0.0.0/8"] {
+            let text = format!("{exit}pool_v4 = \"{private}\"\n");
+            assert!(parse(&text).is_ok(), "{private}");
+        }
+        let text = format!(
+            "{exit}pool_v6 = \"fdaa::/64\"\n[exit_policy]\nprotocols = [\"tcp\", \"gre\", \"132\"]\n"
+        );
+        let protocols = parse(&text).unwrap().exit_settings.protocols;
+        assert!(protocols.contains(47) && protocols.contains(132) && protocols.contains(6));
+        assert!(!protocols.contains(17));
     }
 
     #[test]

@@ -1,37 +1,140 @@
-//! The exit policy: which destinations a client's packet may reach. Checked
-//! on every packet before it leaves. Reserved networks (loopback,
-//! link-local incl. 169.254.169.254, private, CGNAT, multicast, ...) and the
-//! exit's own addresses are refused unless the operator allows a network
-//! explicitly; TCP/UDP ports go through ordered accept/reject rules.
+//! The exit policy: which packets a client may send out. Checked on every
+//! packet before it leaves. The exit's own addresses (interfaces and
+//! advertised ones) and its NAT pools are always refused; reserved networks
+//! (loopback, private, link-local incl. cloud metadata, the IANA
+//! special-purpose ranges, ...) are refused unless the operator allows a
+//! network explicitly; only the IP protocols the operator names (default
+//! TCP, UDP, ICMP) pass, and ports go through ordered accept/reject rules.
 
 use std::net::IpAddr;
 use std::str::FromStr;
+
+use trine_circuit::ip::{PacketInfo, proto};
 
 /// Address prefixes are the directory's type: the simulator's link
 /// adversaries use the same one.
 pub use trine_directory::Cidr;
 
-/// Networks no exit reaches unless the operator allows them.
+/// Networks no exit reaches unless the operator allows them: the IANA
+/// IPv4 and IPv6 special-purpose registries' entries that are not
+/// globally reachable or that tunnel into IPv4, and cloud hosts' own
+/// service addresses. 198.18.0.0/15 (benchmarking, RFC 2544) is left out
+/// on purpose: it is not routed on the internet, and Trine's namespace
+/// tests and testnet run on it.
 const RESERVED: &[&str] = &[
-    "0.0.0.0/8",      // "this network"
-    "10.0.0.0/8",     // private
-    "100.64.0.0/10",  // carrier-grade NAT
-    "127.0.0.0/8",    // loopback
-    "169.254.0.0/16", // link-local, incl. cloud metadata 169.254.169.254
-    "172.16.0.0/12",  // private
-    "192.0.0.0/24",   // IETF protocol assignments
-    "192.168.0.0/16", // private
-    "224.0.0.0/4",    // multicast
-    "240.0.0.0/4",    // reserved, incl. broadcast
-    "::/128",         // unspecified
-    "::1/128",        // loopback
-    "::ffff:0:0/96",  // IPv4-mapped: would smuggle IPv4 past these rules
-    "64:ff9b::/96",   // NAT64: likewise
-    "64:ff9b:1::/48", // local-use NAT64
-    "fc00::/7",       // unique local
-    "fe80::/10",      // link-local
-    "ff00::/8",       // multicast
+    "0.0.0.0/8",        // "this network" (RFC 791)
+    "10.0.0.0/8",       // private (RFC 1918)
+    "100.64.0.0/10",    // carrier-grade NAT (RFC 6598), incl. Alibaba's metadata
+    "127.0.0.0/8",      // loopback
+    "168.63.129.16/32", // Azure's wireserver (host agent, DNS, health probes)
+    "169.254.0.0/16",   // link-local, incl. cloud metadata 169.254.169.254
+    "172.16.0.0/12",    // private (RFC 1918)
+    "192.0.0.0/24",     // IETF protocol assignments (RFC 6890)
+    "192.0.2.0/24",     // documentation TEST-NET-1 (RFC 5737)
+    "192.88.99.0/24",   // 6to4 relay anycast (RFC 7526, deprecated)
+    "192.168.0.0/16",   // private (RFC 1918)
+    "198.51.100.0/24",  // documentation TEST-NET-2 (RFC 5737)
+    "203.0.113.0/24",   // documentation TEST-NET-3 (RFC 5737)
+    "224.0.0.0/4",      // multicast
+    "240.0.0.0/4",      // reserved, incl. broadcast
+    "::/96",            // unspecified, loopback, IPv4-compatible (deprecated)
+    "::ffff:0:0/96",    // IPv4-mapped: would smuggle IPv4 past these rules
+    "64:ff9b::/96",     // NAT64 (RFC 6052): likewise
+    "64:ff9b:1::/48",   // local-use NAT64 (RFC 8215)
+    "100::/64",         // discard-only (RFC 6666)
+    "100:0:0:1::/64",   // dummy prefix (RFC 9780)
+    "2001::/23",        // IETF protocol assignments, incl. Teredo (embeds IPv4)
+    "2001:db8::/32",    // documentation (RFC 3849)
+    "2002::/16",        // 6to4 (RFC 3056): embeds IPv4, e.g. 2002:7f00:1::
+    "3fff::/20",        // documentation (RFC 9637)
+    "5f00::/16",        // segment routing SIDs (RFC 9602)
+    "fc00::/7",         // unique local, incl. AWS's metadata fd00:ec2::254
+    "fe80::/10",        // link-local
+    "fec0::/10",        // site-local (RFC 3879, deprecated)
+    "ff00::/8",         // multicast
 ];
+
+/// The networks of [`RESERVED`], parsed.
+pub fn reserved_networks() -> Vec<Cidr> {
+    RESERVED
+        .iter()
+        .filter_map(|text| text.parse().ok())
+        .collect()
+}
+
+/// IP protocols the operator may name in `exit_policy.protocols`, beside
+/// a number from 0 to 255. `icmp` is ICMP over IPv4 and ICMPv6 over IPv6.
+const PROTOCOL_NAMES: &[(&str, &[u8])] = &[
+    ("tcp", &[proto::TCP]),
+    ("udp", &[proto::UDP]),
+    ("icmp", &[proto::ICMP, proto::ICMPV6]),
+    ("ipip", &[IPIP]),
+    ("gre", &[47]),
+    ("esp", &[50]),
+    ("ah", &[51]),
+    ("ipv6", &[41]),
+    ("dccp", &[DCCP]),
+    ("sctp", &[SCTP]),
+    ("udplite", &[UDP_LITE]),
+];
+const IPIP: u8 = 4;
+const DCCP: u8 = 33;
+const SCTP: u8 = 132;
+const UDP_LITE: u8 = 136;
+/// Protocols with TCP's and UDP's port layout that the parser does not
+/// read ports of: the port rules read their destination port here.
+const OTHER_PORTED: [u8; 3] = [DCCP, SCTP, UDP_LITE];
+
+/// The IP protocols that may leave (a set of protocol numbers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Protocols([u128; 2]);
+
+impl Protocols {
+    /// TCP, UDP, ICMP and ICMPv6: what an exit passes unless told otherwise.
+    pub const DEFAULT: Self = Self([0; 2])
+        .with(proto::TCP)
+        .with(proto::UDP)
+        .with(proto::ICMP)
+        .with(proto::ICMPV6);
+    /// [`Protocols::DEFAULT`] as the operator writes it.
+    pub const DEFAULT_NAMES: [&str; 3] = ["tcp", "udp", "icmp"];
+
+    /// Parses the operator's list of names and numbers.
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, String> {
+        if names.is_empty() {
+            return Err(
+                "must name at least one protocol, e.g. [\"tcp\", \"udp\", \"icmp\"]".into(),
+            );
+        }
+        let mut set = Self([0; 2]);
+        for name in names {
+            let name = name.as_ref().trim();
+            if let Some((_, numbers)) = PROTOCOL_NAMES.iter().find(|(known, _)| *known == name) {
+                set = numbers.iter().fold(set, |set, number| set.with(*number));
+                continue;
+            }
+            let number = name.parse().map_err(|_| {
+                let known: Vec<&str> = PROTOCOL_NAMES.iter().map(|(known, _)| *known).collect();
+                format!(
+                    "`{name}` is neither a protocol number (0-255) nor one of {}",
+                    known.join(", ")
+                )
+            })?;
+            set = set.with(number);
+        }
+        Ok(set)
+    }
+
+    /// Whether protocol `number` is in the set.
+    pub fn contains(&self, number: u8) -> bool {
+        self.0[usize::from(number >> 7)] & (1 << (number & 127)) != 0
+    }
+
+    const fn with(mut self, number: u8) -> Self {
+        self.0[(number >> 7) as usize] |= 1 << (number & 127);
+        self
+    }
+}
 
 /// One port rule: `accept 80`, `reject 25`, `accept 1024-65535`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,9 +184,10 @@ impl FromStr for PortRule {
 pub enum Refusal {
     /// A reserved network (loopback, private, link-local, multicast, ...).
     Reserved,
-    /// One of the exit's own addresses.
+    /// One of the exit's own addresses (on an interface or advertised) or
+    /// of its NAT pools.
     OwnAddress,
-    /// A port rule rejected it.
+    /// A port rule, or the protocol allowlist, rejected it.
     Port,
 }
 
@@ -93,45 +197,89 @@ pub struct ExitPolicy {
     reserved: Vec<Cidr>,
     allowed: Vec<Cidr>,
     own: Vec<IpAddr>,
+    pools: Vec<Cidr>,
     ports: Vec<PortRule>,
+    protocols: Protocols,
 }
 
 impl ExitPolicy {
-    /// Refuses reserved networks except those in `allowed`, the addresses
-    /// in `own` (the exit's interfaces) unless allowed, and applies `ports`
-    /// first match wins, accepting when none matches.
+    /// Refuses the addresses in `own` (the exit's) always, reserved
+    /// networks except those in `allowed`, and applies `ports` first match
+    /// wins, accepting when none matches. Passes the default
+    /// [`Protocols`] and refuses no pool until told otherwise.
     pub fn new(allowed: Vec<Cidr>, own: Vec<IpAddr>, ports: Vec<PortRule>) -> Self {
-        let reserved = RESERVED
-            .iter()
-            .filter_map(|text| text.parse().ok())
-            .collect();
         Self {
-            reserved,
+            reserved: reserved_networks(),
             allowed,
             own,
+            pools: Vec::new(),
             ports,
+            protocols: Protocols::DEFAULT,
         }
     }
 
-    /// Whether a packet to `dst` (and `port`, for TCP/UDP) may leave.
+    /// Also refuses every address of `pools` (the exit's NAT pools: one
+    /// client must not reach another), whatever `allowed` says.
+    pub fn with_pools(mut self, pools: impl IntoIterator<Item = Cidr>) -> Self {
+        self.pools.extend(pools);
+        self
+    }
+
+    /// Passes only `protocols`.
+    pub fn with_protocols(mut self, protocols: Protocols) -> Self {
+        self.protocols = protocols;
+        self
+    }
+
+    /// Whether a packet to `dst` (and `port`, for TCP/UDP) may leave. The
+    /// exit's own and pool addresses are refused even inside an allowed
+    /// network.
     pub fn check(&self, dst: IpAddr, port: Option<u16>) -> Result<(), Refusal> {
-        let allowed = self.allowed.iter().any(|net| net.contains(dst));
-        if !allowed {
-            if self.own.contains(&dst) {
-                return Err(Refusal::OwnAddress);
-            }
-            if self.reserved.iter().any(|net| net.contains(dst)) {
-                return Err(Refusal::Reserved);
-            }
+        if self.own.contains(&dst) || self.pools.iter().any(|pool| pool.contains(dst)) {
+            return Err(Refusal::OwnAddress);
         }
-        if let Some(port) = port {
-            let rule = self
-                .ports
-                .iter()
-                .find(|rule| (rule.low..=rule.high).contains(&port));
-            if rule.is_some_and(|rule| !rule.accept) {
-                return Err(Refusal::Port);
-            }
+        let allowed = self.allowed.iter().any(|net| net.contains(dst));
+        if !allowed && self.reserved.iter().any(|net| net.contains(dst)) {
+            return Err(Refusal::Reserved);
+        }
+        match port {
+            Some(port) => self.check_port(port),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the transport protocol of `packet` (which `info` describes)
+    /// may leave: it must be in the allowlist, ICMP must match the IP
+    /// version, and DCCP, SCTP and UDP-Lite (if allowed) go through the
+    /// port rules like TCP and UDP. A first fragment too short to show
+    /// their port is refused.
+    pub fn check_protocol(&self, packet: &[u8], info: &PacketInfo) -> Result<(), Refusal> {
+        let wrong_icmp = match info.protocol {
+            proto::ICMP => info.dst.is_ipv6(),
+            proto::ICMPV6 => info.dst.is_ipv4(),
+            _ => false,
+        };
+        if wrong_icmp || !self.protocols.contains(info.protocol) {
+            return Err(Refusal::Port);
+        }
+        if !OTHER_PORTED.contains(&info.protocol) || info.later_fragment {
+            return Ok(());
+        }
+        let at = info.transport_offset.saturating_add(2);
+        let port = packet
+            .get(at..at.saturating_add(2))
+            .and_then(|bytes| <[u8; 2]>::try_from(bytes).ok())
+            .ok_or(Refusal::Port)?;
+        self.check_port(u16::from_be_bytes(port))
+    }
+
+    fn check_port(&self, port: u16) -> Result<(), Refusal> {
+        let rule = self
+            .ports
+            .iter()
+            .find(|rule| (rule.low..=rule.high).contains(&port));
+        if rule.is_some_and(|rule| !rule.accept) {
+            return Err(Refusal::Port);
         }
         Ok(())
     }
@@ -141,31 +289,59 @@ impl ExitPolicy {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use trine_circuit::ip;
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
     }
 
+    fn cidr(text: &str) -> Cidr {
+        text.parse().unwrap()
+    }
+
     #[test]
-    fn reserved_and_own_addresses_are_refused_unless_allowed() {
-        let own = vec![ip("203.0.113.9"), ip("2001:db8::9")];
-        let policy = ExitPolicy::new(vec![], own.clone(), vec![]);
+    fn every_reserved_entry_parses() {
+        assert_eq!(reserved_networks().len(), RESERVED.len());
+    }
+
+    #[test]
+    fn reserved_networks_are_refused_unless_allowed() {
+        let policy = ExitPolicy::new(vec![], vec![], vec![]);
         for refused in [
             "127.0.0.1",
             "10.1.2.3",
             "172.16.0.1",
             "192.168.1.1",
             "100.64.0.1",
+            "100.100.100.200",
             "169.254.169.254",
+            "168.63.129.16",
+            "192.0.0.9",
+            "192.0.2.7",
+            "192.88.99.1",
+            "198.51.100.7",
+            "203.0.113.7",
             "224.0.0.1",
             "255.255.255.255",
             "0.0.0.0",
+            "::",
             "::1",
-            "fe80::1",
-            "fd00::1",
-            "ff02::1",
+            "::7f00:1",
             "::ffff:127.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::1",
+            "100::1",
+            "100:0:0:1::1",
+            "2001::1",
+            "2001:1ff::1",
+            "2001:db8::1",
+            "2002:7f00:1::1",
+            "3fff::1",
+            "5f00::1",
+            "fd00:ec2::254",
+            "fe80::1",
+            "fec0::1",
+            "ff02::1",
         ] {
             assert_eq!(
                 policy.check(ip(refused), None),
@@ -173,15 +349,41 @@ mod tests {
                 "{refused}"
             );
         }
-        for own in &own {
-            assert_eq!(policy.check(*own, Some(80)), Err(Refusal::OwnAddress));
-        }
-        for public in ["1.1.1.1", "198.18.0.4", "2606:4700::1111"] {
+        // The benchmarking range stays open: the namespace tests use it.
+        for public in [
+            "1.1.1.1",
+            "168.63.129.17",
+            "198.18.0.4",
+            "2606:4700::1111",
+            "2001:200::1",
+            "2003::1",
+        ] {
             assert_eq!(policy.check(ip(public), Some(443)), Ok(()), "{public}");
         }
-        let lab = ExitPolicy::new(vec!["10.9.0.0/16".parse().unwrap()], own, vec![]);
+        let lab = ExitPolicy::new(vec![cidr("10.9.0.0/16")], vec![], vec![]);
         assert_eq!(lab.check(ip("10.9.3.4"), None), Ok(()));
         assert_eq!(lab.check(ip("10.8.3.4"), None), Err(Refusal::Reserved));
+    }
+
+    #[test]
+    fn own_and_pool_addresses_are_refused_even_when_allowed() {
+        let own = vec![ip("198.18.5.4"), ip("10.0.0.5"), ip("2001:db8::9")];
+        let everything = vec![cidr("0.0.0.0/0"), cidr("::/0")];
+        let policy = ExitPolicy::new(everything, own.clone(), vec![])
+            .with_pools([cidr("10.200.0.0/16"), cidr("fd74:7265:7869::/64")]);
+        for address in own {
+            assert_eq!(policy.check(address, Some(22)), Err(Refusal::OwnAddress));
+        }
+        for pool in ["10.200.0.1", "10.200.7.9", "fd74:7265:7869::5"] {
+            assert_eq!(
+                policy.check(ip(pool), Some(80)),
+                Err(Refusal::OwnAddress),
+                "{pool}"
+            );
+        }
+        // Allowed reserved networks outside them do pass.
+        assert_eq!(policy.check(ip("10.0.0.6"), Some(22)), Ok(()));
+        assert_eq!(policy.check(ip("127.0.0.1"), None), Ok(()));
     }
 
     #[test]
@@ -199,6 +401,106 @@ mod tests {
         for bad in ["allow 80", "reject 0", "reject 90-80", "reject", "accept x"] {
             assert!(bad.parse::<PortRule>().is_err(), "{bad}");
         }
+    }
+
+    /// A packet to 1.1.1.1 (or 2606:4700::1111) of `protocol` carrying
+    /// `transport`, and its description.
+    fn packet(v6: bool, protocol: u8, transport: &[u8]) -> (Vec<u8>, PacketInfo) {
+        let (src, dst) = if v6 {
+            (ip("fd74:726e::2"), ip("2606:4700::1111"))
+        } else {
+            (ip("172.22.0.2"), ip("1.1.1.1"))
+        };
+        let mut packet = match (src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                let len = u16::try_from(20 + transport.len()).unwrap().to_be_bytes();
+                let mut header = vec![0x45, 0, len[0], len[1], 0, 0, 0x40, 0, 64, protocol, 0, 0];
+                header.extend_from_slice(&src.octets());
+                header.extend_from_slice(&dst.octets());
+                header
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                let len = u16::try_from(transport.len()).unwrap().to_be_bytes();
+                let mut header = vec![0x60, 0, 0, 0, len[0], len[1], protocol, 64];
+                header.extend_from_slice(&src.octets());
+                header.extend_from_slice(&dst.octets());
+                header
+            }
+            _ => unreachable!(),
+        };
+        packet.extend_from_slice(transport);
+        let info = ip::parse(&packet).unwrap();
+        (packet, info)
+    }
+
+    #[test]
+    fn only_allowed_protocols_pass_and_ported_ones_meet_the_port_rules() {
+        let reject_all = vec!["reject *".parse().unwrap()];
+        let policy = ExitPolicy::new(vec![], vec![], reject_all.clone());
+        let tcp_like = [0x9c, 0x40, 0x00, 0x50, 0, 0, 0, 0, 0, 0, 0, 0];
+        // SCTP, GRE, ESP, IP-in-IP, IPv6-in-IPv4: refused by default,
+        // whatever the port rules say.
+        for protocol in [132, 47, 50, 4, 41, 51, 33, 136, 255] {
+            let (bytes, info) = packet(false, protocol, &tcp_like);
+            assert_eq!(
+                policy.check_protocol(&bytes, &info),
+                Err(Refusal::Port),
+                "protocol {protocol}"
+            );
+        }
+        let ping4 = packet(false, proto::ICMP, &[8, 0, 0, 0, 0, 1, 0, 1]);
+        let ping6 = packet(true, proto::ICMPV6, &[128, 0, 0, 0, 0, 1, 0, 1]);
+        let open = ExitPolicy::new(vec![], vec![], vec![]);
+        assert_eq!(open.check_protocol(&ping4.0, &ping4.1), Ok(()));
+        assert_eq!(open.check_protocol(&ping6.0, &ping6.1), Ok(()));
+        // ICMP of the other IP version is never passed.
+        let odd4 = packet(false, proto::ICMPV6, &[128, 0, 0, 0, 0, 1, 0, 1]);
+        let odd6 = packet(true, proto::ICMP, &[8, 0, 0, 0, 0, 1, 0, 1]);
+        assert_eq!(open.check_protocol(&odd4.0, &odd4.1), Err(Refusal::Port));
+        assert_eq!(open.check_protocol(&odd6.0, &odd6.1), Err(Refusal::Port));
+
+        // Named protocols pass; SCTP's ports meet the port rules.
+        let named = Protocols::parse(&["tcp", "udp", "icmp", "sctp", "gre", "50"]).unwrap();
+        let web_only = vec!["accept 80".parse().unwrap(), "reject *".parse().unwrap()];
+        let policy = ExitPolicy::new(vec![], vec![], web_only).with_protocols(named);
+        for (protocol, expected) in [
+            (47, Ok(())),
+            (50, Ok(())),
+            (132, Ok(())),
+            (4, Err(Refusal::Port)),
+        ] {
+            let (bytes, info) = packet(false, protocol, &tcp_like);
+            assert_eq!(policy.check_protocol(&bytes, &info), expected, "{protocol}");
+        }
+        let sctp_22 = packet(false, SCTP, &[0x9c, 0x40, 0, 22, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            policy.check_protocol(&sctp_22.0, &sctp_22.1),
+            Err(Refusal::Port)
+        );
+        let sctp_short = packet(false, SCTP, &[0x9c, 0x40, 0]);
+        assert_eq!(
+            policy.check_protocol(&sctp_short.0, &sctp_short.1),
+            Err(Refusal::Port)
+        );
+    }
+
+    #[test]
+    fn protocol_lists_parse_names_and_numbers() {
+        assert_eq!(
+            Protocols::parse(&Protocols::DEFAULT_NAMES),
+            Ok(Protocols::DEFAULT)
+        );
+        let set = Protocols::parse(&[" sctp", "47", "udplite"]).unwrap();
+        assert!(set.contains(132) && set.contains(47) && set.contains(136));
+        assert!(!set.contains(proto::TCP));
+        let all: Vec<String> = (0..=255).map(|n: u8| n.to_string()).collect();
+        let all = Protocols::parse(&all).unwrap();
+        assert!((0..=255).all(|n| all.contains(n)));
+        for bad in ["smtp", "256", "-1", ""] {
+            let message = Protocols::parse(&[bad]).unwrap_err();
+            assert!(message.contains("protocol number"), "{message}");
+        }
+        assert!(Protocols::parse::<&str>(&[]).is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The exit's async shell: reads the TUN device into the core loop, writes
-//! client packets to it, and forwards DNS queries to the upstream resolver.
-//! The core loop owns the [`ExitRuntime`]; the tasks here only move bytes.
+//! client packets to it (after the policy's protocol check, which the
+//! engine does not make), and forwards DNS queries to the upstream
+//! resolver. The core loop owns the [`ExitRuntime`]; the tasks here only
+//! move bytes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info};
 use trine_circuit::CircuitHandle;
 use trine_circuit::cell;
+use trine_circuit::ip;
 
 use super::engine::{ExitEngine, Outbound};
 use super::nat::NatPool;
@@ -59,6 +62,8 @@ pub struct ExitRuntime {
     /// I/O counters.
     pub io_stats: ExitIoStats,
     system: Arc<ExitSystem>,
+    /// The policy the engine applies too: here for its protocol check.
+    policy: ExitPolicy,
     dns_upstream: SocketAddr,
     dns_permits: Arc<Semaphore>,
     dns_answers: mpsc::Sender<DnsAnswer>,
@@ -92,9 +97,15 @@ impl ExitRuntime {
             nat.prefixes(),
             nat.gateway(),
         )?);
-        // Read after the TUN exists: its gateway addresses count as our own.
-        let own = system::own_addresses()?;
-        let policy = ExitPolicy::new(settings.allow_networks.clone(), own, settings.ports.clone());
+        // Read after the TUN exists: its gateway addresses count as our
+        // own. So do the advertised ones, which behind a 1:1 NAT are on no
+        // interface yet reach this host.
+        let mut own = system::own_addresses()?;
+        own.extend(&settings.advertised);
+        let (pool4, pool6) = nat.prefixes();
+        let policy = ExitPolicy::new(settings.allow_networks.clone(), own, settings.ports.clone())
+            .with_pools([pool4].into_iter().chain(pool6))
+            .with_protocols(settings.protocols);
         info!(
             tun = %settings.tun_name,
             pool_v4 = %settings.pool_v4,
@@ -104,9 +115,10 @@ impl ExitRuntime {
         );
         tokio::spawn(read_tun(system.clone(), settings.mtu, from_tun));
         Ok(Self {
-            engine: ExitEngine::new(policy, nat),
+            engine: ExitEngine::new(policy.clone(), nat),
             io_stats: ExitIoStats::default(),
             system,
+            policy,
             dns_upstream,
             dns_permits: Arc::new(Semaphore::new(DNS_IN_FLIGHT)),
             dns_answers,
@@ -121,6 +133,9 @@ impl ExitRuntime {
         packet: &mut [u8],
         reply: &mut Vec<u8>,
     ) {
+        if self.protocol_refused(packet, reply) {
+            return;
+        }
         match self.engine.outbound(circuit, packet, reply) {
             Outbound::Tun => {
                 if self.system.tun.try_send(packet).is_err() {
@@ -139,6 +154,28 @@ impl ExitRuntime {
             }
             Outbound::Refused(_) | Outbound::Dropped(_) => {}
         }
+    }
+
+    /// Refuses a client's packet of a protocol the policy does not pass,
+    /// like the engine refuses a port: counted with the port refusals and
+    /// answered with ICMP "administratively prohibited" in `reply`.
+    /// Packets the engine would drop unanswered (malformed, or not from the
+    /// client's address) are left to it.
+    fn protocol_refused(&mut self, packet: &[u8], reply: &mut Vec<u8>) -> bool {
+        let Ok(info) = ip::parse(packet) else {
+            return false;
+        };
+        let client: IpAddr = match info.src {
+            IpAddr::V4(_) => ip::TUNNEL_CLIENT_V4.into(),
+            IpAddr::V6(_) => ip::TUNNEL_CLIENT_V6.into(),
+        };
+        if info.src != client || self.policy.check_protocol(packet, &info).is_ok() {
+            return false;
+        }
+        self.engine.stats.refused_port += 1;
+        // As in the engine: no ICMP error is owed about some packets.
+        let _ = ip::icmp_prohibited(packet, info.dst, reply);
+        true
     }
 
     /// Removes the nftables table (also done on drop).

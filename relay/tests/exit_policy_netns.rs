@@ -1,0 +1,394 @@
+//! A client attacks an exit's policy with real packets, in network
+//! namespaces (needs root, `ip` and `nft`).
+//!
+//! Namespaces `trxp<pid>…` on one bridge, all on 198.18.4.0/24 and never
+//! linked to the host's network: a client (.2), a middle relay (.3), an
+//! exit (.4, advertising 198.18.5.4, an address no interface of it holds)
+//! and a destination host (.5) that also plays the cloud's 1:1 NAT (it
+//! maps 198.18.5.4 to the exit, hairpinning the exit's own traffic back to
+//! it). The client (this binary re-run in its namespace) builds a two-hop
+//! circuit, client → middle → exit, under a `reject *`-style port policy,
+//! and checks what comes back; this process then checks what arrived:
+//! - GRE and SCTP are refused (ICMP "administratively prohibited") and
+//!   never reach the destination (nftables counters there stay 0);
+//! - UDP to the advertised address is refused and never reaches a service
+//!   of the exit (a canary listening there logs nothing);
+//! - allowed UDP still reaches the destination and its answer comes back.
+//!
+//! Without root this test fails; set TRINE_SKIP_NETNS=1 to skip it
+//! knowingly. Namespaces are removed even when it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+#[path = "common/netns.rs"]
+mod netns;
+
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use trine_circuit::{HopSpec, OnionPublicKey, RelayId};
+use trine_testnet::{Network, Node, must, netns_tests_enabled};
+
+use common::{BIN, Scratch, init, read_onion_key, set_key};
+use netns::{Tunnel, helper, ipv4_packet, is_helper, is_prohibited, udp_packet, udp_payload_from};
+
+const PREFIX: &str = "trxp";
+const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 2);
+const MIDDLE: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 3);
+const EXIT: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 4);
+const DEST: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 5);
+/// The exit's advertised address: the cloud NAT maps it to `EXIT`.
+const ADVERTISED: Ipv4Addr = Ipv4Addr::new(198, 18, 5, 4);
+const RELAY_PORT: u16 = 9443;
+/// The destination's UDP echo.
+const ECHO_PORT: u16 = 7000;
+/// A service of the exit host that clients must never reach.
+const CANARY_PORT: u16 = 7100;
+const GRE: u8 = 47;
+const SCTP: u8 = 132;
+/// Everything the destination counts: what must never arrive there.
+const DEST_TABLE: &str = "trxp_seen";
+
+/// The destination's nftables: the cloud's 1:1 NAT for the exit's
+/// advertised address (with hairpin), and counters of GRE and SCTP.
+fn destination_rules() -> String {
+    format!(
+        "table ip trxp_nat {{\n\
+         \x20 chain pre {{ type nat hook prerouting priority dstnat; ip daddr {ADVERTISED} dnat to {EXIT}; }}\n\
+         \x20 chain post {{ type nat hook postrouting priority srcnat; ip daddr {EXIT} masquerade; }}\n\
+         }}\n\
+         table inet {DEST_TABLE} {{\n\
+         \x20 chain input {{\n\
+         \x20   type filter hook prerouting priority raw; policy accept;\n\
+         \x20   meta l4proto gre counter comment \"gre\"\n\
+         \x20   meta l4proto sctp counter comment \"sctp\"\n\
+         \x20 }}\n\
+         }}\n"
+    )
+}
+
+/// Packets the destination's counter `name` has seen.
+fn seen_at_destination(net: &Network, name: &str) -> u64 {
+    let out = net.exec("d", &["nft", "list", "table", "inet", DEST_TABLE]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|line| line.contains(&format!("comment \"{name}\"")))
+        .unwrap_or_else(|| panic!("no {name} counter in:\n{text}"));
+    let packets = line
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1);
+    packets.and_then(|n| n.parse().ok()).unwrap()
+}
+
+/// Makes a relay's keys and configuration under `root/name` (an exit if
+/// `exit_edits` is some), returning its hop and configuration file.
+fn prepare_relay(
+    root: &Path,
+    name: &str,
+    address: Ipv4Addr,
+    exit_edits: Option<&[(&str, &str)]>,
+) -> (HopSpec, PathBuf) {
+    let dir = root.join(name);
+    let listen = SocketAddr::from((address, RELAY_PORT));
+    let id = init(&dir, name, listen);
+    let config = dir.join("relay.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    if let Some(edits) = exit_edits {
+        text = set_key(&text, "exit", "true");
+        for (key, value) in edits {
+            text = set_key(&text, key, value);
+        }
+        // Advertised but on no interface: behind the cloud's 1:1 NAT.
+        text = text.replace(
+            "# advertise = []",
+            &format!("advertise = [\"{ADVERTISED}:{RELAY_PORT}\"]"),
+        );
+    }
+    std::fs::write(&config, text).unwrap();
+    let hop = HopSpec {
+        id,
+        onion_key: read_onion_key(&dir),
+        addresses: vec![listen],
+    };
+    (hop, config)
+}
+
+/// Starts `command`; the network kills it when it goes.
+fn start(net: &mut Network, command: &mut Command) {
+    let child = command.stderr(Stdio::inherit()).spawn().unwrap();
+    net.children.push(child);
+}
+
+#[test]
+fn exit_policy_holds_against_a_client_sending_real_packets() {
+    if !netns_tests_enabled() {
+        return;
+    }
+    let node = |role, ipv4| Node {
+        role,
+        ipv4,
+        ipv6: None,
+    };
+    let mut net = Network::build(
+        PREFIX,
+        &[
+            node("c", "198.18.4.2/24"),
+            node("m", "198.18.4.3/24"),
+            node("e", "198.18.4.4/24"),
+            node("d", "198.18.4.5/24"),
+        ],
+    );
+    let scratch = Scratch::new("exit-policy-netns");
+    let root = scratch.path();
+
+    // The cloud: the exit reaches its advertised address through the NAT.
+    let exit_ns = net.ns("e");
+    let dest_ns = net.ns("d");
+    must(&[
+        "ip",
+        "-n",
+        &exit_ns,
+        "route",
+        "add",
+        &format!("{ADVERTISED}/32"),
+        "via",
+        &DEST.to_string(),
+    ]);
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        &dest_ns,
+        "sysctl",
+        "-q",
+        "-w",
+        "net.ipv4.ip_forward=1",
+    ]);
+    let rules = root.join("destination.nft");
+    std::fs::write(&rules, destination_rules()).unwrap();
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        &dest_ns,
+        "nft",
+        "-f",
+        rules.to_str().unwrap(),
+    ]);
+
+    let (middle, middle_config) = prepare_relay(root, "middle", MIDDLE, None);
+    let ports = format!("[\"accept {ECHO_PORT}\", \"accept {CANARY_PORT}\", \"reject *\"]");
+    let upstream = format!("\"{DEST}:53\"");
+    let exit_edits = [
+        ("ports", ports.as_str()),
+        ("dns_upstream", upstream.as_str()),
+    ];
+    let (exit, exit_config) = prepare_relay(root, "exit", EXIT, Some(&exit_edits));
+    for (role, config) in [("m", &middle_config), ("e", &exit_config)] {
+        let ns = net.ns(role);
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &ns, BIN, "run", "--config"])
+            .arg(config);
+        start(&mut net, &mut command);
+    }
+    let canary_log = root.join("canary.log");
+    let log_env = |path: &Path| vec![("TRXP_LOG", path.display().to_string())];
+    start(
+        &mut net,
+        helper(&exit_ns, "exit_host_canary", &log_env(&canary_log)).stdout(Stdio::null()),
+    );
+    start(
+        &mut net,
+        helper(&dest_ns, "destination_host", &[]).stdout(Stdio::null()),
+    );
+
+    let hops = [&middle, &exit]
+        .iter()
+        .map(|hop| format!("{} {} {}", hop.id, hop.onion_key.to_hex(), hop.addresses[0]))
+        .collect::<Vec<_>>()
+        .join(",");
+    let client = helper(
+        &net.ns("c"),
+        "client_attacks_the_exit",
+        &[("TRXP_PATH", hops)],
+    )
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&client.stdout);
+    let stderr = String::from_utf8_lossy(&client.stderr);
+
+    // What arrived, whatever the client concluded.
+    assert_eq!(
+        seen_at_destination(&net, "gre"),
+        0,
+        "GRE reached the destination"
+    );
+    assert_eq!(
+        seen_at_destination(&net, "sctp"),
+        0,
+        "SCTP reached the destination"
+    );
+    let canary = std::fs::read_to_string(&canary_log).unwrap_or_default();
+    assert!(
+        canary.is_empty(),
+        "a client reached the exit host's own service: {canary}"
+    );
+    assert!(
+        client.status.success() && stdout.contains("client checks passed"),
+        "client in its namespace failed:\n{stdout}\n{stderr}"
+    );
+}
+
+/// Runs in the destination namespace: a UDP echo on `ECHO_PORT`.
+#[test]
+#[ignore = "helper: run inside a namespace by the exit policy test"]
+fn destination_host() {
+    if !is_helper() {
+        return;
+    }
+    let echo = UdpSocket::bind((DEST, ECHO_PORT)).unwrap();
+    let mut buf = [0; 2048];
+    while let Ok((len, from)) = echo.recv_from(&mut buf) {
+        let _ = echo.send_to(&buf[..len], from);
+    }
+}
+
+/// Runs in the exit's namespace: a service of the exit host, logging every
+/// datagram that reaches it.
+#[test]
+#[ignore = "helper: run inside a namespace by the exit policy test"]
+fn exit_host_canary() {
+    if !is_helper() {
+        return;
+    }
+    let log = std::env::var("TRXP_LOG").unwrap();
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, CANARY_PORT)).unwrap();
+    let mut buf = [0; 2048];
+    while let Ok((len, from)) = socket.recv_from(&mut buf) {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        writeln!(file, "{len} bytes from {from}").unwrap();
+    }
+}
+
+/// Runs in the client's namespace: every attack, through a two-hop
+/// circuit. Prints "client checks passed" at the end.
+#[test]
+#[ignore = "helper: run inside a namespace by the exit policy test"]
+fn client_attacks_the_exit() {
+    if !is_helper() {
+        return;
+    }
+    let path: Vec<HopSpec> = std::env::var("TRXP_PATH")
+        .unwrap()
+        .split(',')
+        .map(|hop| {
+            let fields: Vec<&str> = hop.split(' ').collect();
+            HopSpec {
+                id: RelayId::from_hex(fields[0]).unwrap(),
+                onion_key: OnionPublicKey::from_hex(fields[1]).unwrap(),
+                addresses: vec![fields[2].parse().unwrap()],
+            }
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(attacks(path));
+    println!("client checks passed");
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+async fn attacks(path: Vec<HopSpec>) {
+    let mut tunnel = Tunnel::open((CLIENT, 0).into(), path, Duration::from_secs(30)).await;
+    let echo = SocketAddr::from((DEST, ECHO_PORT));
+
+    // Allowed traffic flows (and proves the path works).
+    tunnel.send(&udp_packet(40_000, echo, b"before"));
+    tunnel
+        .expect("the echo", WAIT, |p| {
+            udp_payload_from(p, echo).is_some_and(|payload| payload == b"before")
+        })
+        .await;
+
+    // (a) Protocols without ports under a `reject *`-style policy: GRE
+    // carrying an inner packet, and an SCTP INIT to a rejected port.
+    let inner = ipv4_packet(Ipv4Addr::new(10, 0, 0, 1), 17, &[0; 8]);
+    let mut gre = vec![0, 0, 0x08, 0x00];
+    gre.extend_from_slice(&inner);
+    tunnel.send(&ipv4_packet(DEST, GRE, &gre));
+    tunnel
+        .expect("ICMP prohibited about GRE", WAIT, |p| {
+            is_prohibited(p, DEST, GRE)
+        })
+        .await;
+    tunnel.send(&ipv4_packet(DEST, SCTP, &sctp_init(40_001, 9)));
+    tunnel
+        .expect("ICMP prohibited about SCTP", WAIT, |p| {
+            is_prohibited(p, DEST, SCTP)
+        })
+        .await;
+
+    // (b) The exit's advertised address, on none of its interfaces.
+    let canary = SocketAddr::from((ADVERTISED, CANARY_PORT));
+    tunnel.send(&udp_packet(40_002, canary, b"hairpin"));
+    tunnel
+        .expect("ICMP prohibited about the advertised address", WAIT, |p| {
+            is_prohibited(p, ADVERTISED, 17)
+        })
+        .await;
+
+    // Allowed traffic still flows after the refusals.
+    tunnel.send(&udp_packet(40_000, echo, b"after"));
+    tunnel
+        .expect("the echo after the refusals", WAIT, |p| {
+            udp_payload_from(p, echo).is_some_and(|payload| payload == b"after")
+        })
+        .await;
+}
+
+/// An SCTP packet holding an INIT chunk, its CRC32c checksum computed.
+fn sctp_init(src_port: u16, dst_port: u16) -> Vec<u8> {
+    let mut packet = Vec::new();
+    packet.extend_from_slice(&src_port.to_be_bytes());
+    packet.extend_from_slice(&dst_port.to_be_bytes());
+    packet.extend_from_slice(&[0; 4]); // verification tag: 0 in an INIT
+    packet.extend_from_slice(&[0; 4]); // checksum, filled in below
+    // INIT: type 1, flags, length 20, initiate tag, a_rwnd, streams, TSN.
+    packet.extend_from_slice(&[1, 0, 0, 20]);
+    packet.extend_from_slice(&0x7472_6970u32.to_be_bytes());
+    packet.extend_from_slice(&65_535u32.to_be_bytes());
+    packet.extend_from_slice(&[0, 1, 0, 1]);
+    packet.extend_from_slice(&1u32.to_be_bytes());
+    let crc = crc32c(&packet);
+    packet[8..12].copy_from_slice(&crc.to_le_bytes());
+    packet
+}
+
+/// CRC32c (Castagnoli), bit by bit: small and obviously right.
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for byte in bytes {
+        crc ^= u32::from(*byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
