@@ -3,7 +3,9 @@
 //! the benchmarks and the simulator to drive exactly the code that ships.
 //!
 //! Links are created on demand (the client's to its guard, and one per
-//! EXTEND between two relays); a link id names both ends. Tests can take a
+//! EXTEND between two relays); a link id names both ends. Links between
+//! relays are marked as relay links in both tables (the client's is not),
+//! so an exit refuses DATA on a one-hop circuit here as it does for real. Tests can take a
 //! cell out of flight with [`MemNet::pop`], change it, and deliver it with
 //! [`MemNet::deliver`].
 
@@ -224,6 +226,10 @@ impl<R: RngCore + CryptoRng> MemNet<R> {
                 match self.ids.iter().position(|id| *id == target) {
                     Some(next) => {
                         let end = self.open(Node::Relay(index), Node::Relay(next));
+                        // Both ends proved relay identities (as QUIC links
+                        // between relays do); the client's link never does.
+                        self.relays[index].relay_link_up(end.link);
+                        self.relays[next].relay_link_up(end.link);
                         self.relays[index].extend_ready(circuit, end);
                     }
                     None => self.relays[index].extend_failed(circuit, Reason::ConnectFailed),

@@ -8,6 +8,13 @@
 //! The table answers CREATE, opens one forward layer per cell and either
 //! forwards the rest, delivers it to this hop (EXTEND, DATA at an exit,
 //! PING, PADDING, END), and seals one backward layer on cells coming back.
+//!
+//! An exit sends DATA out only on circuits whose previous hop is a relay
+//! (Tor's rule): the shell names the links whose peer proved a relay
+//! identity ([`RelayTable::relay_link_up`]), each circuit remembers at
+//! CREATE whether it came over one, and DATA on a one-hop circuit (a client
+//! straight to the exit) is dropped as [`DropReason::OneHop`]. Otherwise any
+//! exit would be a non-anonymous one-hop proxy.
 //! The data path works in place in the caller's buffer and returns a
 //! [`RelayAction`]; everything the table produces on its own (CREATED,
 //! EXTENDED, TRUNCATED, DESTROY, PONG) is queued for
@@ -18,7 +25,7 @@
 //! and every hop refuses to seal a backward sequence number twice. So no
 //! (key, nonce) pair is ever used twice, whatever a later hop sends.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::ops::Range;
 use std::time::{Duration, Instant};
@@ -115,6 +122,9 @@ pub enum DropReason {
     HandshakeFailed,
     /// DATA for the internet at a relay that is not an exit.
     NotExit,
+    /// DATA for the internet on a circuit whose previous hop is not a
+    /// relay (a one-hop circuit): exits carry only multi-hop circuits.
+    OneHop,
     /// A cell to forward on a circuit that has no next hop yet.
     NoNextHop,
     /// The outgoing queue was full.
@@ -123,7 +133,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, for metrics.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::Malformed,
         Self::UnknownCircuit,
         Self::Auth,
@@ -134,6 +144,7 @@ impl DropReason {
         Self::LinkCircuitLimit,
         Self::HandshakeFailed,
         Self::NotExit,
+        Self::OneHop,
         Self::NoNextHop,
         Self::QueueFull,
     ];
@@ -151,6 +162,7 @@ impl DropReason {
             Self::LinkCircuitLimit => "link_circuit_limit",
             Self::HandshakeFailed => "handshake_failed",
             Self::NotExit => "not_exit",
+            Self::OneHop => "one_hop",
             Self::NoNextHop => "no_next_hop",
             Self::QueueFull => "queue_full",
         }
@@ -270,6 +282,8 @@ impl Next {
 #[derive(Debug)]
 struct Circuit {
     prev: CircuitRef,
+    /// Whether `prev` is on a link to a relay (not a client) at CREATE.
+    prev_is_relay: bool,
     next: Next,
     crypto: HopCrypto,
     forward_replay: ReplayWindow,
@@ -321,6 +335,8 @@ pub struct RelayTable<R> {
     circuits: BTreeMap<CircuitHandle, Circuit>,
     ends: BTreeMap<CircuitRef, (CircuitHandle, Side)>,
     per_link: BTreeMap<LinkId, usize>,
+    /// Links whose peer proved a relay identity.
+    relay_links: BTreeSet<LinkId>,
     next_handle: u64,
     next_sweep: Option<Instant>,
     transmits: VecDeque<RelayTransmit>,
@@ -349,6 +365,7 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
             circuits: BTreeMap::new(),
             ends: BTreeMap::new(),
             per_link: BTreeMap::new(),
+            relay_links: BTreeSet::new(),
             next_handle: 0,
             next_sweep: None,
             transmits: VecDeque::new(),
@@ -360,6 +377,14 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
     /// Replaces the accepted onion keys (rotation): current first.
     pub fn set_onion_keys(&mut self, onion_keys: Vec<OnionSecretKey>) {
         self.onion_keys = onion_keys;
+    }
+
+    /// The shell's link `link` is to an authenticated relay: its peer
+    /// proved a relay identity. Circuits created over it afterwards may
+    /// send DATA out of an exit; circuits from any other link (clients)
+    /// may not. Forgotten when [`RelayTable::link_closed`] is called.
+    pub fn relay_link_up(&mut self, link: LinkId) {
+        self.relay_links.insert(link);
     }
 
     /// Counters.
@@ -505,6 +530,7 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
             handle,
             Circuit {
                 prev: from,
+                prev_is_relay: self.relay_links.contains(&from.link),
                 next: Next::None,
                 crypto: HopCrypto::derive(&key_generator),
                 forward_replay: ReplayWindow::new(),
@@ -579,6 +605,9 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
             RelayMsg::Data(_) if is_last => {
                 if !self.config.exit {
                     return RelayAction::Dropped(DropReason::NotExit);
+                }
+                if !circuit.prev_is_relay {
+                    return RelayAction::Dropped(DropReason::OneHop);
                 }
                 self.stats.exit_packets += 1;
                 RelayAction::Exit {
@@ -754,6 +783,7 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
 
     /// A whole link closed: every circuit end on it is gone.
     pub fn link_closed(&mut self, link: LinkId) {
+        self.relay_links.remove(&link);
         let on_link: Vec<CircuitRef> = self
             .ends
             .range(

@@ -57,9 +57,9 @@ fn three_hop_circuit_carries_10000_packets_each_way_byte_exact() {
 }
 
 #[test]
-fn every_path_length_from_1_to_8_builds_and_carries_traffic() {
+fn every_path_length_from_2_to_8_builds_and_carries_traffic() {
     let now = Instant::now();
-    for hops in 1..=8 {
+    for hops in 2..=8 {
         let mut net = ready_network(hops, 10 + hops as u64, now);
         assert!(net.client_send(b"hello"));
         net.run(now);
@@ -549,6 +549,74 @@ fn a_relay_that_is_not_an_exit_drops_data() {
         net.drops,
         vec![Outcome::RelayDropped(1, DropReason::NotExit)]
     );
+}
+
+#[test]
+fn an_exit_refuses_data_on_a_one_hop_circuit_but_still_answers_ping() {
+    let now = Instant::now();
+    // The client talks to the exit directly: its link is no relay link.
+    let mut net = ready_network(1, 21, now);
+    assert!(net.client_send(b"out"));
+    net.run(now);
+    assert!(net.exited.is_empty());
+    assert_eq!(
+        net.drops,
+        vec![Outcome::RelayDropped(0, DropReason::OneHop)]
+    );
+    assert_eq!(
+        net.relays[0].stats().drops.get(&DropReason::OneHop),
+        Some(&1)
+    );
+    assert_eq!(net.relays[0].stats().exit_packets, 0);
+    // Control messages are answered as before.
+    net.client.send_ping(now);
+    net.run(now);
+    assert!(matches!(
+        events(&mut net).as_slice(),
+        [ClientEvent::Pong { .. }]
+    ));
+}
+
+/// Builds a one-hop circuit to `exit` arriving on `link` and sends one
+/// DATA cell on it; returns what the exit did with the DATA.
+fn data_on_link(
+    exit: &mut trine_circuit::RelayTable<ChaCha20Rng>,
+    relays: &Relays,
+    link: u64,
+    now: Instant,
+) -> trine_circuit::RelayAction {
+    let mut rng = ChaCha20Rng::seed_from_u64(link);
+    let mut client =
+        ClientCircuit::new(vec![relays.hop(0)], &ClientConfig::default(), now, &mut rng).unwrap();
+    let from = trine_circuit::CircuitRef { link, circ: 1 };
+    let mut create = client.poll_transmit().unwrap().bytes;
+    exit.handle_cell(now, from, trine_circuit::Channel::Control, &mut create);
+    let mut created = exit.poll_transmit().unwrap().bytes;
+    client.handle_cell(now, &mut created).unwrap();
+    let mut cell = Vec::new();
+    trine_circuit::cell::data_cell(&mut cell, b"out");
+    assert!(client.seal_data(&mut cell));
+    exit.handle_cell(now, from, trine_circuit::Channel::Datagram, &mut cell)
+}
+
+#[test]
+fn only_circuits_created_over_an_open_relay_link_may_exit() {
+    let now = Instant::now();
+    let relays = Relays::new(1, 22);
+    let mut exit = relays.tables(22).remove(0);
+    exit.relay_link_up(7);
+    assert!(matches!(
+        data_on_link(&mut exit, &relays, 7, now),
+        trine_circuit::RelayAction::Exit { .. }
+    ));
+    // Once the shell reports the link closed, it is forgotten.
+    exit.relay_link_up(8);
+    exit.link_closed(8);
+    assert_eq!(
+        data_on_link(&mut exit, &relays, 8, now),
+        trine_circuit::RelayAction::Dropped(DropReason::OneHop)
+    );
+    assert_eq!(exit.stats().drops.get(&DropReason::OneHop), Some(&1));
 }
 
 #[test]

@@ -179,6 +179,10 @@ fn start_sink() -> Sink {
             };
             next_link += 1;
             let link_id = next_link;
+            if link.peer_identity().is_some() {
+                // A relay dialled in (the middle): as the daemon does.
+                table.lock().unwrap().relay_link_up(link_id);
+            }
             let datagrams = link.clone();
             let (count, notify) = (count.clone(), notify.clone());
             tokio::spawn(async move {

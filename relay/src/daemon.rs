@@ -265,6 +265,9 @@ impl Core {
                 let peer = link.peer_identity();
                 if let Some(peer) = peer {
                     self.by_peer.insert(peer, id);
+                    // Its peer proved a relay identity: circuits it
+                    // creates may exit here (a client's may not).
+                    self.table.relay_link_up(id);
                 }
                 spawn_link_readers(id, link.clone(), self.input.clone(), self.cache.clone());
                 self.links.insert(id, LinkEntry { link, peer });

@@ -81,7 +81,11 @@ impl World {
         }
         let mut rng = ChaCha20Rng::seed_from_u64(99);
         let client = ClientCircuit::new(path, &ClientConfig::default(), now, &mut rng).ok()?;
-        let net = MemNet::new(client, tables, ids);
+        let mut net = MemNet::new(client, tables, ids);
+        // An exit sends one-hop DATA out only when the client's link is a
+        // relay link (a relay building its own circuit): mark it, the
+        // network's first link (id 0), so exit replies stay fuzzed at 1 hop.
+        net.relays[0].relay_link_up(0);
         let mut world = Self {
             net,
             hops,

@@ -1,8 +1,9 @@
 //! A `RelayTable` (relay A) fed hostile cells and shell calls.
 //!
-//! The first byte picks whether A is an exit and a setup: an empty table
-//! (the client's CREATE kept for mutation), or one holding a real
-//! circuit built by a `ClientCircuit` on ends PREV (link 0, circuit 1) and
+//! The first byte picks whether A is an exit, whether PREV's link is a
+//! relay link (else one-hop DATA is refused at an exit), and a setup: an
+//! empty table (the client's CREATE kept for mutation), or one holding a
+//! real circuit built by a `ClientCircuit` on ends PREV (link 0, circuit 1) and
 //! NEXT (link 1, circuit 2): ending here (1-hop path), waiting for the shell
 //! to connect an EXTEND, waiting for relay B's CREATED, or open through B.
 //! The rest is records `op | link | circ | ...`: `op & 7` is the kind,
@@ -96,7 +97,7 @@ struct World {
 }
 
 impl World {
-    fn new(stage: usize, exit: bool) -> Self {
+    fn new(stage: usize, exit: bool, prev_is_relay: bool) -> Self {
         let fixed = &*FIXED;
         let path = fixed.hops[..if stage == 1 { 1 } else { 2 }].to_vec();
         let mut rng = ChaCha20Rng::seed_from_u64(1);
@@ -126,6 +127,9 @@ impl World {
             dead: HashSet::new(),
             closed: HashSet::new(),
         };
+        if prev_is_relay {
+            world.table.relay_link_up(PREV.link);
+        }
         if stage == 0 {
             // Keep the client's CREATE for mutation, but do not deliver it.
             while let Some(transmit) = world.client.poll_transmit() {
@@ -350,7 +354,7 @@ impl World {
 fn run(data: &[u8]) -> Result<()> {
     let mut u = Unstructured::new(data);
     let setup: u8 = u.arbitrary()?;
-    let mut world = World::new(usize::from(setup % 5), setup & 8 != 0);
+    let mut world = World::new(usize::from(setup % 5), setup & 8 != 0, setup & 16 != 0);
     while !u.is_empty() {
         world.step(&mut u)?;
     }

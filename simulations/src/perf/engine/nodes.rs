@@ -57,6 +57,9 @@ impl Sim<'_> {
             match self.relay_index.get(&target).copied() {
                 Some(next) if next != relay => {
                     let end = self.open(relay, next);
+                    // A link between relays: both proved relay identities.
+                    self.relays[relay].table.relay_link_up(end.link);
+                    self.relays[next].table.relay_link_up(end.link);
                     self.relays[relay].table.extend_ready(circuit, end);
                 }
                 _ => self.relays[relay]

@@ -1,0 +1,630 @@
+//! The exit tests' network in namespaces, shared by `exit_netns.rs` and
+//! `exit_host_netns.rs`: a client (198.18.0.2), an exit relay (.3), a web
+//! host (.4) and a middle relay (.5) on one bridge; the real `trine-relay`
+//! runs the exit and the middle, and this test binary, re-run inside a
+//! namespace, plays the web host and the client. The client side builds
+//! circuits over real links and sends raw IP packets built here,
+//! independently of the code under test. Observations come from the exit's
+//! metrics and nftables counters and from counters in the web host's own
+//! nftables table; every wait polls against a deadline.
+#![allow(dead_code)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use trine_circuit::client::Received;
+use trine_circuit::ip::{self, TUNNEL_CLIENT_V4};
+use trine_circuit::{ClientCircuit, ClientConfig, ClientEvent, HopSpec, RelayId};
+use trine_link::{CircuitStream, Endpoint, Link, LinkConfig};
+use trine_testnet::{Network, Node, must, sh};
+
+use crate::common::{self, BIN};
+
+pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub const EXIT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
+pub const WEB: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 4);
+pub const MIDDLE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 5);
+pub const RELAY_PORT: u16 = 9443;
+/// UDP: answered with the source the web host saw.
+pub const UDP_PORT: u16 = 7000;
+/// TCP: a greeting with the source the web host saw.
+pub const TCP_PORT: u16 = 8000;
+/// TCP: greets, then holds the connection open (the latest one is kept).
+pub const LONG_TCP_PORT: u16 = 8001;
+/// UDP: "poke" makes the web host write on the held connection and answer
+/// whether the exit reset it.
+pub const POKE_PORT: u16 = 7002;
+pub const DNS_PORT: u16 = 53;
+/// How long any one condition may take.
+const WAIT: Duration = Duration::from_secs(15);
+
+/// Set in the environment of a helper re-run inside a namespace.
+const HELPER: &str = "TRINE_NETNS_HELPER";
+
+/// The running network (orchestrator side); everything goes on drop.
+pub struct ExitNet {
+    pub net: Network,
+    dir: PathBuf,
+    env: Vec<(&'static str, String)>,
+}
+
+impl ExitNet {
+    /// Builds the namespaces and starts the exit (pool `pool_v4`), the
+    /// middle relay and the web host, which also gets a route to the pool
+    /// through the exit (an "internet" neighbour that could reach it) and
+    /// an nftables table `inet watch` for [`ExitNet::count_at_web`].
+    pub fn start(prefix: &str, pool_v4: &str) -> Self {
+        let node = |role, ipv4| Node {
+            role,
+            ipv4,
+            ipv6: None,
+        };
+        let mut net = Network::build(
+            prefix,
+            &[
+                node("c", "198.18.0.2/24"),
+                node("e", "198.18.0.3/24"),
+                node("w", "198.18.0.4/24"),
+                node("m", "198.18.0.5/24"),
+            ],
+        );
+        let dir = std::env::temp_dir().join(format!("trine-{prefix}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let exit_dir = dir.join("exit");
+        let middle_dir = dir.join("middle");
+        let exit_id = init(&exit_dir, "exit1", EXIT, true);
+        let middle_id = common::init(&middle_dir, "middle1", (MIDDLE, RELAY_PORT).into());
+        let config = exit_dir.join("relay.toml");
+        let mut text = std::fs::read_to_string(&config).unwrap();
+        text = common::set_key(&text, "dns_upstream", &format!("\"{WEB}:{DNS_PORT}\""));
+        text = common::set_key(&text, "pool_v4", &format!("\"{pool_v4}\""));
+        std::fs::write(&config, text).unwrap();
+        for (role, dir) in [("e", &exit_dir), ("m", &middle_dir)] {
+            let child = Command::new("ip")
+                .args(["netns", "exec", &net.ns(role), BIN, "run", "--config"])
+                .arg(dir.join("relay.toml"))
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap();
+            net.children.push(child);
+        }
+        let web = helper(&net.ns("w"), "web_host", &[])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        net.children.push(web);
+        must(&[
+            "ip",
+            "-n",
+            &net.ns("w"),
+            "route",
+            "add",
+            pool_v4,
+            "via",
+            "198.18.0.3",
+        ]);
+        nft(&net.ns("w"), "add table inet watch\n");
+        nft(
+            &net.ns("w"),
+            "add chain inet watch input { type filter hook input priority -10; policy accept; }\n",
+        );
+        let env = vec![
+            ("TRINE_EXIT_ID", exit_id.to_string()),
+            ("TRINE_EXIT_DIR", exit_dir.display().to_string()),
+            ("TRINE_MIDDLE_ID", middle_id.to_string()),
+            ("TRINE_MIDDLE_DIR", middle_dir.display().to_string()),
+            ("TRINE_NS_EXIT", net.ns("e")),
+            ("TRINE_NS_WEB", net.ns("w")),
+        ];
+        Self { net, dir, env }
+    }
+
+    /// The exit's namespace.
+    pub fn exit_ns(&self) -> String {
+        self.net.ns("e")
+    }
+
+    /// Counts, in the web host's counter `name`, packets arriving that
+    /// match the nftables expression `matching`.
+    pub fn count_at_web(&self, name: &str, matching: &str) {
+        let ns = self.net.ns("w");
+        nft(&ns, &format!("add counter inet watch {name}\n"));
+        nft(
+            &ns,
+            &format!("add rule inet watch input {matching} counter name {name}\n"),
+        );
+    }
+
+    /// Runs the ignored test `test` in the client namespace; it must pass
+    /// and print "client checks passed".
+    pub fn run_client(&self, test: &str) {
+        let out = helper(&self.net.ns("c"), test, &self.env).output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("client checks passed"),
+            "client in namespace failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the exit with SIGTERM and waits for it to end.
+    pub fn stop_exit(&mut self) {
+        let exit = &mut self.net.children[0];
+        must(&["kill", "-TERM", &exit.id().to_string()]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while exit.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "exit did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for ExitNet {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn init(dir: &std::path::Path, nickname: &str, address: Ipv4Addr, exit: bool) -> RelayId {
+    let mut command = Command::new(BIN);
+    command.args(["init", "--nickname", nickname, "--listen"]);
+    command
+        .arg(format!("{address}:{RELAY_PORT}"))
+        .arg("--dir")
+        .arg(dir);
+    if exit {
+        command.arg("--exit");
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    RelayId::from_hex(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
+}
+
+/// Feeds `script` to `nft -f -` in `ns`.
+fn nft(ns: &str, script: &str) {
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", ns, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "nft in {ns}: {script}");
+}
+
+/// A sysctl's value in `ns`.
+pub fn sysctl(ns: &str, key: &str) -> String {
+    let out = sh(&["ip", "netns", "exec", ns, "sysctl", "-n", key]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Re-runs this test binary inside `namespace`, running one ignored test.
+fn helper(namespace: &str, test: &str, env: &[(&str, String)]) -> Command {
+    let mut command = Command::new("ip");
+    command
+        .args(["netns", "exec", namespace])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--ignored", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env(HELPER, "1");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
+// ------------------------------------------------------------ client side
+
+/// Runs `checks` as the client helper (only when re-run as a helper) and
+/// prints "client checks passed" when they pass.
+pub fn client_main(checks: impl std::future::Future<Output = ()>) {
+    if std::env::var_os(HELPER).is_none() {
+        return;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(checks);
+    println!("client checks passed");
+}
+
+fn env(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("{key} not set"))
+}
+
+fn hop(role: &str, address: Ipv4Addr) -> HopSpec {
+    HopSpec {
+        id: RelayId::from_hex(&env(&format!("TRINE_{role}_ID"))).unwrap(),
+        onion_key: common::read_onion_key(&PathBuf::from(env(&format!("TRINE_{role}_DIR")))),
+        addresses: vec![(address, RELAY_PORT).into()],
+    }
+}
+
+/// The exit, as a hop.
+pub fn exit_hop() -> HopSpec {
+    hop("EXIT", EXIT)
+}
+
+/// Client → middle → exit.
+pub fn two_hops() -> Vec<HopSpec> {
+    vec![hop("MIDDLE", MIDDLE), exit_hop()]
+}
+
+/// Polls `ready` every 20 ms until it holds; panics naming `what` after
+/// the deadline.
+pub fn poll(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !ready() {
+        assert!(Instant::now() < deadline, "no {what} within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A metric of the exit relay (the first line starting with `line`), 0
+/// when absent.
+pub fn exit_metric(line: &str) -> u64 {
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &env("TRINE_NS_EXIT"),
+        "bash",
+        "-c",
+        "exec 3<>/dev/tcp/127.0.0.1/9464 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 \
+         && cat <&3",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(line))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The exit's drop counter for one-hop DATA.
+pub fn dropped_one_hop() -> String {
+    common::dropped("one_hop")
+}
+
+/// Packets counted by the named nftables counter `name` of `table` in the
+/// namespace named by the environment variable `ns`; 0 when it is absent.
+fn nft_counter(ns: &str, table: &str, name: &str) -> u64 {
+    let out = sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &env(ns),
+        "nft",
+        "list",
+        "counter",
+        "inet",
+        table,
+        name,
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut words = text.split_whitespace();
+    words
+        .find(|w| *w == "packets")
+        .and_then(|_| words.next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A counter set up with [`ExitNet::count_at_web`].
+pub fn web_counter(name: &str) -> u64 {
+    nft_counter("TRINE_NS_WEB", "watch", name)
+}
+
+/// A named counter of the exit's own nftables table.
+pub fn exit_counter(name: &str) -> u64 {
+    nft_counter("TRINE_NS_EXIT", "trine_exit", name)
+}
+
+/// Runs `args` in the web host's namespace (the "internet").
+pub fn from_internet(args: &[&str]) -> std::process::Output {
+    let ns = env("TRINE_NS_WEB");
+    let mut all = vec!["ip", "netns", "exec", ns.as_str()];
+    all.extend_from_slice(args);
+    sh(&all)
+}
+
+/// A client's circuit over a real link, sending and receiving raw packets.
+pub struct Tunnel {
+    _endpoint: Endpoint,
+    link: Link,
+    stream: CircuitStream,
+    circuit: ClientCircuit,
+}
+
+impl Tunnel {
+    /// Builds a circuit through `path`, retrying while the relays start.
+    pub async fn open(path: Vec<HopSpec>) -> Self {
+        let deadline = Instant::now() + WAIT;
+        let endpoint = Endpoint::client((CLIENT, 0).into(), &LinkConfig::default()).unwrap();
+        loop {
+            match Self::try_open(&endpoint, &path).await {
+                Some((link, stream, circuit)) => {
+                    return Self {
+                        _endpoint: endpoint,
+                        link,
+                        stream,
+                        circuit,
+                    };
+                }
+                None => {
+                    assert!(Instant::now() < deadline, "no circuit within {WAIT:?}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn try_open(
+        endpoint: &Endpoint,
+        path: &[HopSpec],
+    ) -> Option<(Link, CircuitStream, ClientCircuit)> {
+        let first = &path[0];
+        let link = endpoint.connect(first.addresses[0], first.id).await.ok()?;
+        let mut stream = link.open_circuit().await.ok()?;
+        let mut circuit = ClientCircuit::new(
+            path.to_vec(),
+            &ClientConfig::default(),
+            Instant::now(),
+            &mut rand::rngs::OsRng,
+        )
+        .ok()?;
+        let mut ready = false;
+        common::drive(
+            &mut circuit,
+            &link,
+            &mut stream,
+            Duration::from_secs(5),
+            |_, event| {
+                ready = matches!(event, ClientEvent::Ready);
+                matches!(event, ClientEvent::Ready | ClientEvent::Failed(_))
+            },
+        )
+        .await;
+        ready.then_some((link, stream, circuit))
+    }
+
+    /// Sends one IP packet through the circuit.
+    pub fn send(&mut self, packet: &[u8]) {
+        let mut cell = Vec::new();
+        trine_circuit::cell::data_cell(&mut cell, packet);
+        assert!(self.circuit.seal_data(&mut cell), "cannot seal DATA");
+        self.link.send_datagram(self.stream.id(), &cell).unwrap();
+    }
+
+    /// The next packet back through the circuit within `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let datagram = tokio::time::timeout_at(deadline, self.link.read_datagram())
+                .await
+                .ok()?
+                .ok()?;
+            let mut cell = datagram.1.to_vec();
+            if let Ok(Received::Packet(range)) = self.circuit.handle_cell(Instant::now(), &mut cell)
+            {
+                return Some(cell[range].to_vec());
+            }
+        }
+    }
+
+    /// The next packet back that `wanted` accepts; panics after a while.
+    pub async fn expect(&mut self, mut wanted: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let packet = self
+                .next(left)
+                .await
+                .unwrap_or_else(|| panic!("no expected answer within {WAIT:?}"));
+            if wanted(&packet) {
+                return packet;
+            }
+        }
+    }
+
+    /// Closes the link: the circuit goes with it.
+    pub fn close(self) {
+        self.link.close("done");
+    }
+}
+
+/// A UDP packet from the client's inner address and `src_port`.
+pub fn udp_packet(src_port: u16, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut packet = Vec::new();
+    ip::build_udp(
+        (TUNNEL_CLIENT_V4, src_port).into(),
+        dst,
+        payload,
+        &mut packet,
+    )
+    .unwrap();
+    packet
+}
+
+/// The UDP payload of `packet` if it is UDP from `from` to the client.
+pub fn udp_from(packet: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
+    let info = ip::parse(packet).ok()?;
+    if info.protocol != ip::proto::UDP
+        || info.src != from.ip()
+        || info.src_port != Some(from.port())
+    {
+        return None;
+    }
+    assert_eq!(info.dst, IpAddr::from(TUNNEL_CLIENT_V4));
+    assert!(ip::transport_checksum_ok(packet).unwrap());
+    Some(packet[ip::udp_payload(packet, &info).ok()?].to_vec())
+}
+
+/// An IPv4 packet from the client's inner address (header checksum
+/// computed here).
+pub fn ipv4_packet(dst: Ipv4Addr, protocol: u8, payload: &[u8]) -> Vec<u8> {
+    let len = (20 + payload.len()) as u16;
+    let mut packet = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, protocol, 0, 0];
+    packet[2..4].copy_from_slice(&len.to_be_bytes());
+    packet.extend_from_slice(&TUNNEL_CLIENT_V4.octets());
+    packet.extend_from_slice(&dst.octets());
+    let sum = checksum(&packet);
+    packet[10..12].copy_from_slice(&sum.to_be_bytes());
+    packet.extend_from_slice(payload);
+    packet
+}
+
+pub const SYN: u8 = 0x02;
+pub const ACK: u8 = 0x10;
+
+/// A TCP segment from the client's inner address and `src_port`.
+pub fn tcp_segment(src_port: u16, dst: SocketAddr, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let IpAddr::V4(dst_ip) = dst.ip() else {
+        panic!("IPv4 only")
+    };
+    let mut tcp = Vec::with_capacity(20);
+    tcp.extend_from_slice(&src_port.to_be_bytes());
+    tcp.extend_from_slice(&dst.port().to_be_bytes());
+    tcp.extend_from_slice(&seq.to_be_bytes());
+    tcp.extend_from_slice(&ack.to_be_bytes());
+    tcp.extend_from_slice(&[5 << 4, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&TUNNEL_CLIENT_V4.octets());
+    pseudo.extend_from_slice(&dst_ip.octets());
+    pseudo.extend_from_slice(&[0, ip::proto::TCP, 0, 20]);
+    pseudo.extend_from_slice(&tcp);
+    let sum = checksum(&pseudo);
+    tcp[16..18].copy_from_slice(&sum.to_be_bytes());
+    ipv4_packet(dst_ip, ip::proto::TCP, &tcp)
+}
+
+/// The Internet checksum of `bytes`.
+pub fn checksum(bytes: &[u8]) -> u16 {
+    let mut sum: u32 = bytes
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Whether `packet` is TCP from the web host's `port`.
+pub fn is_tcp_from(packet: &[u8], port: u16) -> bool {
+    ip::parse(packet).is_ok_and(|i| i.protocol == ip::proto::TCP && i.src_port == Some(port))
+}
+
+/// Opens a TCP connection from `src_port` to `web` through `tunnel`
+/// (handshake with the web host's kernel) and returns its greeting.
+pub async fn tcp_greeting(tunnel: &mut Tunnel, web: SocketAddr, src_port: u16) -> String {
+    tunnel.send(&tcp_segment(src_port, web, 1000, 0, SYN));
+    let syn_ack = tunnel.expect(|p| is_tcp_from(p, web.port())).await;
+    assert!(ip::transport_checksum_ok(&syn_ack).unwrap());
+    let tcp = &syn_ack[ip::parse(&syn_ack).unwrap().transport_offset..];
+    assert_eq!(tcp[13] & (SYN | ACK), SYN | ACK, "not a SYN-ACK");
+    let server_seq = u32::from_be_bytes(tcp[4..8].try_into().unwrap());
+    tunnel.send(&tcp_segment(
+        src_port,
+        web,
+        1001,
+        server_seq.wrapping_add(1),
+        ACK,
+    ));
+    let greeting = tunnel
+        .expect(|p| {
+            is_tcp_from(p, web.port()) && p.len() > ip::parse(p).unwrap().transport_offset + 20
+        })
+        .await;
+    let offset = ip::parse(&greeting).unwrap().transport_offset;
+    let header_len = usize::from(greeting[offset + 12] >> 4) * 4;
+    String::from_utf8(greeting[offset + header_len..].to_vec()).unwrap()
+}
+
+// --------------------------------------------------------------- web host
+
+/// The web host (run inside its namespace): answers UDP on [`UDP_PORT`]
+/// and TCP on [`TCP_PORT`] with the address it saw, "resolves" on 53 by
+/// answering the query reversed, holds the latest connection on
+/// [`LONG_TCP_PORT`], and on a "poke" to [`POKE_PORT`] writes on it and
+/// answers "reset" if the exit reset it, "alive" if not.
+pub fn web_host_main() {
+    if std::env::var_os(HELPER).is_none() {
+        return;
+    }
+    let udp = UdpSocket::bind((WEB, UDP_PORT)).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0; 2048];
+        while let Ok((_, from)) = udp.recv_from(&mut buf) {
+            let _ = udp.send_to(format!("saw {from}").as_bytes(), from);
+        }
+    });
+    let dns = UdpSocket::bind((WEB, DNS_PORT)).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0; 2048];
+        while let Ok((len, from)) = dns.recv_from(&mut buf) {
+            let mut answer = buf[..len].to_vec();
+            answer.reverse();
+            let _ = dns.send_to(&answer, from);
+        }
+    });
+    let held: Arc<Mutex<Option<TcpStream>>> = Arc::default();
+    let long = TcpListener::bind((WEB, LONG_TCP_PORT)).unwrap();
+    let holder = held.clone();
+    std::thread::spawn(move || {
+        for stream in long.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let peer = stream.peer_addr().unwrap();
+            let _ = stream.write_all(format!("saw {peer}").as_bytes());
+            *holder.lock().unwrap() = Some(stream);
+        }
+    });
+    let poke = UdpSocket::bind((WEB, POKE_PORT)).unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0; 64];
+        while let Ok((_, from)) = poke.recv_from(&mut buf) {
+            let verdict = match held.lock().unwrap().as_mut() {
+                Some(stream) => late_write_reset(stream),
+                None => "none",
+            };
+            let _ = poke.send_to(verdict.as_bytes(), from);
+        }
+    });
+    let tcp = TcpListener::bind((WEB, TCP_PORT)).unwrap();
+    for stream in tcp.incoming() {
+        let Ok(mut stream) = stream else { continue };
+        let peer = stream.peer_addr().unwrap();
+        let _ = stream.write_all(format!("saw {peer}").as_bytes());
+        // Keep it open briefly so the data is not lost to a reset.
+        let mut sink = [0; 64];
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = stream.read(&mut sink);
+    }
+}
+
+/// Writes late data on `stream`; "reset" if the other end resets it within
+/// a second (as a host with no such connection does), else "alive".
+fn late_write_reset(stream: &mut TcpStream) -> &'static str {
+    if stream.write_all(b"late data").is_err() {
+        return "reset";
+    }
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
+    let mut buf = [0; 64];
+    match stream.read(&mut buf) {
+        Err(error) if error.kind() == ErrorKind::ConnectionReset => "reset",
+        Ok(0) => "reset",
+        _ => "alive",
+    }
+}
