@@ -234,6 +234,29 @@ pub fn build_udp(
     })
 }
 
+/// Writes into `out` a whole packet from `src` to `dst` carrying
+/// `segment`, a TCP, UDP, ICMP (IPv4) or ICMPv6 (IPv6) header and its
+/// payload: the IP header as [`build_udp`] writes it, and the transport
+/// checksum computed over `segment` with its checksum field taken as 0.
+/// For tests and tools that craft packets (a hostile peer's, say). `out`
+/// is cleared first, and left empty on error.
+pub fn build(
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    segment: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), IpError> {
+    let transport =
+        Transport::of(protocol, src.is_ipv6()).ok_or(IpError::UnsupportedProtocol(protocol))?;
+    write_packet(out, |out| {
+        let offset = start_packet(out, src, dst, protocol, segment.len())?;
+        out.extend_from_slice(segment);
+        put_be16(out, offset + transport.checksum_offset(), 0)?;
+        seal(out, offset, transport, src, dst)
+    })
+}
+
 /// Where the payload of a UDP packet lies in `packet`, which `info`
 /// describes (from [`parse`]). Errors unless it is UDP with its header and
 /// a UDP length field of exactly the rest of the packet.

@@ -1159,3 +1159,58 @@ proptest! {
         poke(prefix);
     }
 }
+
+// ---------------------------------------------------------------------------
+// `ip::build`: any transport, checksums from scratch.
+
+#[test]
+fn build_writes_whole_packets_with_reference_checksums() {
+    let v4 = (
+        IpAddr::V4(Ipv4Addr::new(198, 18, 0, 9)),
+        IpAddr::V4(TUNNEL_CLIENT_V4),
+    );
+    let v6 = (
+        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9)),
+        IpAddr::V6(TUNNEL_CLIENT_V6),
+    );
+    let cases = [
+        (v4, proto::TCP, tcp_segment(4444, 22, b"")),
+        (v4, proto::UDP, udp_datagram(4444, 53, b"query")),
+        (v4, proto::ICMP, icmp_message(8, 0, [0, 1, 0, 2], b"ping")),
+        (v6, proto::TCP, tcp_segment(4444, 22, b"x")),
+        (
+            v6,
+            proto::ICMPV6,
+            icmp_message(128, 0, [0, 1, 0, 2], b"ping"),
+        ),
+    ];
+    for ((src, dst), protocol, segment) in cases {
+        let mut packet = vec![0xAA; 3];
+        ip::build(src, dst, protocol, &segment, &mut packet).unwrap();
+        let info = ip::parse(&packet).unwrap();
+        assert_eq!((info.src, info.dst, info.protocol), (src, dst, protocol));
+        let offset = info.transport_offset;
+        let field = offset + checksum_field(protocol);
+        assert_eq!(
+            be16(&packet, field),
+            transport_checksum(&packet, offset, protocol)
+        );
+        if src.is_ipv4() {
+            assert_eq!(internet_checksum(&packet[..20]), 0);
+        }
+        assert_eq!(
+            &packet[offset + checksum_field(protocol) + 2..],
+            &segment[checksum_field(protocol) + 2..]
+        );
+    }
+    let mut out = vec![1];
+    assert_eq!(
+        ip::build(v4.0, v4.1, proto::ICMPV6, b"12345678", &mut out),
+        Err(IpError::UnsupportedProtocol(proto::ICMPV6))
+    );
+    assert_eq!(
+        ip::build(v4.0, v6.1, proto::UDP, &udp_datagram(1, 2, b""), &mut out),
+        Err(IpError::FamilyMismatch)
+    );
+    assert!(out.is_empty());
+}

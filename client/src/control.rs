@@ -124,6 +124,15 @@ pub struct Status {
     pub bytes_up: u64,
     /// Bytes of packets received from the tunnel since `connect`.
     pub bytes_down: u64,
+    /// Packets from the exit dropped since `connect` because they were
+    /// not addressed to the tunnel's own address (a hostile exit's).
+    #[serde(default)]
+    pub dropped_from_exit: u64,
+    /// Packets dropped since `connect` before they went into the tunnel
+    /// because their source was not the tunnel's own address (it would
+    /// have shown a local address to the exit).
+    #[serde(default)]
+    pub dropped_to_exit: u64,
     /// The last error, verbatim, if any since `connect`.
     pub last_error: Option<String>,
 }
@@ -378,6 +387,8 @@ mod tests {
             connected_since: Some(1_700_000_000),
             bytes_up: 1,
             bytes_down: 2,
+            dropped_from_exit: 3,
+            dropped_to_exit: 4,
             last_error: None,
         };
         let line = encode(&Response::Status(status.clone()));

@@ -413,6 +413,12 @@ fn render_status(status: &Status) -> String {
         human_bytes(status.bytes_up),
         human_bytes(status.bytes_down)
     ));
+    if status.dropped_from_exit + status.dropped_to_exit > 0 {
+        out.push_str(&format!(
+            "dropped:      {} from the exit not addressed to this tunnel, {} not from the tunnel's address\n",
+            status.dropped_from_exit, status.dropped_to_exit
+        ));
+    }
     out.push_str(&format!(
         "lockdown:     {}\n",
         if status.lockdown { "on" } else { "off" }

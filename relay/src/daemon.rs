@@ -39,6 +39,16 @@ const CORE_QUEUE: usize = 4096;
 /// How often rate-limiter state is pruned and rotation is checked.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
+/// A hook on an exit's circuits, for adversarial tests only: the shipped
+/// `trine-relay` runs with none. It plays an exit operator who changed
+/// their relay (the threat model's hostile exit): it sees every packet a
+/// client sends before the exit policy does, and whatever it returns is
+/// sealed back to that client as if it came from the internet.
+pub trait ExitTap: Send {
+    /// A packet a client sent; the packets returned go back to it.
+    fn on_client_packet(&mut self, packet: &[u8]) -> Vec<Vec<u8>>;
+}
+
 /// What the I/O tasks tell the core loop.
 enum Input {
     LinkUp {
@@ -76,8 +86,13 @@ struct LinkEntry {
     peer: Option<RelayId>,
 }
 
-/// Runs the relay until SIGINT or SIGTERM.
-pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
+/// Runs the relay until SIGINT or SIGTERM (with `tap` on its exit
+/// traffic, in adversarial tests; `None` otherwise).
+pub async fn run(
+    config: Config,
+    mut keys: KeyStore,
+    tap: Option<Box<dyn ExitTap>>,
+) -> anyhow::Result<()> {
     let identity = keys.identity.relay_id();
     let link_config = LinkConfig {
         idle_timeout: config.link_idle_timeout,
@@ -162,6 +177,7 @@ pub async fn run(config: Config, mut keys: KeyStore) -> anyhow::Result<()> {
         input: input_tx,
         snapshot: Snapshot::default(),
         exit,
+        tap,
         cache,
     };
     let mut input_rx = input_rx;
@@ -238,6 +254,7 @@ struct Core {
     input: mpsc::Sender<Input>,
     snapshot: Snapshot,
     exit: Option<ExitRuntime>,
+    tap: Option<Box<dyn ExitTap>>,
     cache: ConsensusCache,
 }
 
@@ -332,10 +349,17 @@ impl Core {
                 let (Some(exit), Some(packet)) = (&mut self.exit, bytes.get_mut(packet)) else {
                     return;
                 };
+                let injected = match &mut self.tap {
+                    Some(tap) => tap.on_client_packet(packet),
+                    None => Vec::new(),
+                };
                 let mut reply = Vec::new();
                 exit.client_packet(circuit, packet, &mut reply);
                 if !reply.is_empty() {
                     self.exit_reply(circuit, &reply);
+                }
+                for packet in injected {
+                    self.exit_reply(circuit, &packet);
                 }
             }
             RelayAction::Handled | RelayAction::Dropped(_) => {}

@@ -1,15 +1,6 @@
 //! `trine-relay`: the Trine relay daemon. `init` makes keys and a commented
 //! configuration, `run` relays, `fingerprint` prints the identity.
 
-mod cellqueue;
-mod config;
-mod daemon;
-mod directory;
-mod exit;
-mod keys;
-mod limits;
-mod metrics;
-
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,8 +9,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use clap::{Parser, Subcommand};
 use rand::rngs::OsRng;
 
-use crate::config::Config;
-use crate::keys::KeyStore;
+use trine_relay::config::{self, Config};
+use trine_relay::daemon;
+use trine_relay::keys::KeyStore;
 
 /// Trine relay: carries onion-encrypted circuits between Trine nodes.
 #[derive(Parser)]
@@ -111,7 +103,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(daemon::run(config, keys))
+            runtime.block_on(daemon::run(config, keys, None))
         }
     }
 }

@@ -12,6 +12,7 @@
 #![allow(clippy::panic)]
 
 pub mod bench_net;
+pub mod hostile;
 pub mod links;
 pub mod session;
 pub mod tor;
@@ -117,6 +118,29 @@ impl Network {
             must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
         }
         network
+    }
+
+    /// Adds a namespace `role` behind `gateway`'s: linked to it alone by
+    /// a veth pair (`eth1` there, `eth0` here), addressed `gateway_ip`
+    /// and `ip` (with prefixes), its default route via the gateway. A LAN
+    /// behind a host (a VM, a container, a hotspot client). Removed with
+    /// the network.
+    pub fn attach_behind(&mut self, role: &str, gateway: &str, gateway_ip: &str, ip: &str) {
+        let ns = self.ns(role);
+        let outer = self.ns(gateway);
+        must(&["ip", "netns", "add", &ns]);
+        self.names.push(ns.clone());
+        must(&[
+            "ip", "-n", &outer, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
+            "netns", &ns,
+        ]);
+        must(&["ip", "-n", &outer, "addr", "add", gateway_ip, "dev", "eth1"]);
+        must(&["ip", "-n", &outer, "link", "set", "eth1", "up"]);
+        must(&["ip", "-n", &ns, "addr", "add", ip, "dev", "eth0"]);
+        must(&["ip", "-n", &ns, "link", "set", "eth0", "up"]);
+        must(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        let via = gateway_ip.split('/').next().unwrap_or(gateway_ip);
+        must(&["ip", "-n", &ns, "route", "add", "default", "via", via]);
     }
 
     /// Forgets the network without removing it (its namespaces and

@@ -90,6 +90,7 @@ impl ShapeArgs {
                 relays: self.relays.into(),
                 exits: self.exits.into(),
                 interval_secs: self.interval,
+                ..Shape::default()
             },
             links: self.links.shape()?,
         })

@@ -34,6 +34,8 @@ pub const WEB_NAME: &str = "web.trine.test";
 pub const RELAY_PORT: u16 = 9443;
 /// Port of every authority.
 pub const AUTHORITY_PORT: u16 = 7000;
+/// What a hostile exit learned, in its directory (see [`Shape::hostile_exit`]).
+pub const HOSTILE_LOG: &str = "hostile.log";
 
 /// Where the daemons' binaries are.
 #[derive(Debug, Clone)]
@@ -46,6 +48,8 @@ pub struct Binaries {
     pub client: PathBuf,
     /// `trine-testnet` (the web host and the fetcher).
     pub testnet: PathBuf,
+    /// `trine-hostile-exit` (the adversarial tests' exit).
+    pub hostile_exit: PathBuf,
 }
 
 impl Binaries {
@@ -56,6 +60,7 @@ impl Binaries {
             relay: dir.join("trine-relay"),
             client: dir.join("trine"),
             testnet: dir.join("trine-testnet"),
+            hostile_exit: dir.join("trine-hostile-exit"),
         }
     }
 
@@ -75,10 +80,16 @@ impl Binaries {
 
     /// The first binary that is missing, if any.
     pub fn missing(&self) -> Option<&Path> {
-        [&self.dir, &self.relay, &self.client, &self.testnet]
-            .into_iter()
-            .find(|p| !p.exists())
-            .map(PathBuf::as_path)
+        [
+            &self.dir,
+            &self.relay,
+            &self.client,
+            &self.testnet,
+            &self.hostile_exit,
+        ]
+        .into_iter()
+        .find(|p| !p.exists())
+        .map(PathBuf::as_path)
     }
 }
 
@@ -95,6 +106,9 @@ pub struct Shape {
     pub exits: usize,
     /// The authorities' voting interval, seconds.
     pub interval_secs: u64,
+    /// `exit1` runs `trine-hostile-exit` (logging to `hostile.log` in its
+    /// directory) instead of `trine-relay`: adversarial tests.
+    pub hostile_exit: bool,
 }
 
 impl Default for Shape {
@@ -105,6 +119,7 @@ impl Default for Shape {
             relays: 3,
             exits: 2,
             interval_secs: 10,
+            hostile_exit: false,
         }
     }
 }
@@ -435,12 +450,23 @@ impl TrineNet {
                     }
                     edit(&config, &edits);
                     node.fingerprint = Some(id);
-                    node.command = vec![
-                        path(&bins.relay),
-                        "run".into(),
-                        "--config".into(),
-                        path(&config),
-                    ];
+                    node.command = if shape.hostile_exit && node.name == "exit1" {
+                        vec![
+                            path(&bins.hostile_exit),
+                            "run".into(),
+                            "--config".into(),
+                            path(&config),
+                            "--log".into(),
+                            path(&dir.join(HOSTILE_LOG)),
+                        ]
+                    } else {
+                        vec![
+                            path(&bins.relay),
+                            "run".into(),
+                            "--config".into(),
+                            path(&config),
+                        ]
+                    };
                 }
                 Kind::Client => {}
                 Kind::Web => {
@@ -654,28 +680,102 @@ impl TrineNet {
     /// Loads `script` (nftables) in the hub namespace, where the bridge
     /// sees every node's frames.
     pub fn hub_nft(&self, script: &str) {
-        let path = self.root.join("hub.nft");
+        self.nft_in(crate::HUB, script);
+    }
+
+    /// Loads `script` (nftables) in the namespace of `role` (a node's
+    /// role, [`crate::HUB`], or one added with
+    /// [`crate::Network::attach_behind`]).
+    pub fn nft_in(&self, role: &str, script: &str) {
+        let path = self.root.join(format!("{role}.nft"));
         if let Err(error) = std::fs::write(&path, script) {
             panic!("{}: {error}", path.display());
         }
-        let hub = self.network.ns(crate::HUB);
+        let namespace = self.network.ns(role);
         must(&[
             "ip",
             "netns",
             "exec",
-            &hub,
+            &namespace,
             "nft",
             "-f",
             &path.display().to_string(),
         ]);
     }
 
+    /// Counts, in table `bridge table` on the hub, every frame the client
+    /// sends: per relay and authority for QUIC to their port (comments
+    /// `to NAME`), and everything else by kind (comments `other…`), ARP
+    /// aside. See [`TrineNet::client_leaks`].
+    pub fn watch_client_port(&self, table: &str) {
+        let port = self.network.hub_port("client");
+        let mut rules = format!(
+            "table bridge {table} {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  iifname \"{port}\" ether type arp accept\n"
+        );
+        for node in &self.nodes {
+            let port_number = match node.kind {
+                Kind::Authority => AUTHORITY_PORT,
+                Kind::Relay | Kind::Exit => RELAY_PORT,
+                _ => continue,
+            };
+            rules.push_str(&format!(
+                "  iifname \"{port}\" ip saddr {CLIENT} ip daddr {} udp dport {port_number} counter accept comment \"to {}\"\n",
+                node.address, node.name
+            ));
+        }
+        for (what, matcher) in [
+            ("other: ns", "icmpv6 type nd-neighbor-solicit "),
+            ("other: na", "icmpv6 type nd-neighbor-advert "),
+            ("other: rs", "icmpv6 type nd-router-solicit "),
+            ("other: mld", "icmpv6 type mld2-listener-report "),
+            ("other: unreach", "icmpv6 type destination-unreachable "),
+            ("other: icmpv6", "meta l4proto icmpv6 "),
+            ("other: ipv6", "ether type ip6 "),
+            ("other: icmp", "ip protocol icmp "),
+            ("other: tcp", "ip protocol tcp "),
+            ("other: udp", "ip protocol udp "),
+            ("other", ""),
+        ] {
+            rules.push_str(&format!(
+                "  iifname \"{port}\" {matcher}counter accept comment \"{what}\"\n"
+            ));
+        }
+        rules.push_str(" }\n}\n");
+        self.hub_nft(&rules);
+    }
+
+    /// What the client sent, as counted since
+    /// [`TrineNet::watch_client_port`], that was neither QUIC to an
+    /// authority nor QUIC to one of `guards` (by name): (comment, packets).
+    pub fn client_leaks(
+        &self,
+        table: &str,
+        guards: &std::collections::BTreeSet<String>,
+    ) -> Vec<(String, u64)> {
+        self.hub_counters(table)
+            .into_iter()
+            .filter(|(comment, packets)| {
+                let allowed = comment.starts_with("to auth")
+                    || comment
+                        .strip_prefix("to ")
+                        .is_some_and(|name| guards.contains(name));
+                *packets > 0 && !allowed
+            })
+            .collect()
+    }
+
     /// (comment, packets) of every counter with a comment in the hub's
     /// bridge table `table`.
     pub fn hub_counters(&self, table: &str) -> Vec<(String, u64)> {
-        let hub = self.network.ns(crate::HUB);
+        self.counters_in(crate::HUB, "bridge", table)
+    }
+
+    /// (comment, packets) of every counter with a comment in table
+    /// `family table` of the namespace of `role`.
+    pub fn counters_in(&self, role: &str, family: &str, table: &str) -> Vec<(String, u64)> {
+        let namespace = self.network.ns(role);
         let out = crate::sh(&[
-            "ip", "netns", "exec", &hub, "nft", "list", "table", "bridge", table,
+            "ip", "netns", "exec", &namespace, "nft", "list", "table", family, table,
         ]);
         String::from_utf8_lossy(&out.stdout)
             .lines()

@@ -23,9 +23,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use trine_testnet::netns_tests_enabled;
-use trine_testnet::trine::{
-    AUTHORITY_PORT, Binaries, CLIENT, Kind, Naming, RELAY_PORT, Shape, TrineNet, WEB, WEB_NAME,
-};
+use trine_testnet::trine::{Binaries, CLIENT, Kind, Naming, Shape, TrineNet, WEB, WEB_NAME};
 
 const WATCH: &str = "trine_watch";
 
@@ -53,46 +51,6 @@ fn snapshot(net: &TrineNet) -> String {
     }
     text.push_str(&std::fs::read_to_string(net.client_resolv_conf()).unwrap());
     text
-}
-
-/// Counts, on the hub's bridge, every frame the client sends: per relay
-/// and authority for QUIC to their port, and everything else in one
-/// "other" counter (ARP aside).
-fn watch_client_port(net: &TrineNet) {
-    let port = net.network.hub_port("client");
-    let mut rules = format!(
-        "table bridge {WATCH} {{\n chain forward {{\n  type filter hook forward priority 0; policy accept;\n  iifname \"{port}\" ether type arp accept\n"
-    );
-    for node in &net.nodes {
-        let port_number = match node.kind {
-            Kind::Authority => AUTHORITY_PORT,
-            Kind::Relay | Kind::Exit => RELAY_PORT,
-            _ => continue,
-        };
-        rules.push_str(&format!(
-            "  iifname \"{port}\" ip saddr {CLIENT} ip daddr {} udp dport {port_number} counter accept comment \"to {}\"\n",
-            node.address, node.name
-        ));
-    }
-    for (what, matcher) in [
-        ("other: ns", "icmpv6 type nd-neighbor-solicit "),
-        ("other: na", "icmpv6 type nd-neighbor-advert "),
-        ("other: rs", "icmpv6 type nd-router-solicit "),
-        ("other: mld", "icmpv6 type mld2-listener-report "),
-        ("other: unreach", "icmpv6 type destination-unreachable "),
-        ("other: icmpv6", "meta l4proto icmpv6 "),
-        ("other: ipv6", "ether type ip6 "),
-        ("other: icmp", "ip protocol icmp "),
-        ("other: tcp", "ip protocol tcp "),
-        ("other: udp", "ip protocol udp "),
-        ("other", ""),
-    ] {
-        rules.push_str(&format!(
-            "  iifname \"{port}\" {matcher}counter accept comment \"{what}\"\n"
-        ));
-    }
-    rules.push_str(" }\n}\n");
-    net.hub_nft(&rules);
 }
 
 /// Fetches `/ip` from `host` through the tunnel until it works.
@@ -150,7 +108,7 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
         assert!(Instant::now() < deadline, "no kill switch after `trine up`");
         std::thread::sleep(Duration::from_millis(20));
     }
-    watch_client_port(&net);
+    net.watch_client_port(WATCH);
     let out = net.trine(&["up", "--timeout", "120"]);
     assert!(
         out.status.success(),
@@ -241,19 +199,11 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
             guards.insert(nickname.to_string());
         }
     }
-    for (comment, packets) in net.hub_counters(WATCH) {
-        if packets == 0 {
-            continue;
-        }
-        let allowed = comment.starts_with("to auth")
-            || comment
-                .strip_prefix("to ")
-                .is_some_and(|name| guards.contains(name));
-        assert!(
-            allowed,
-            "{packets} packets left the client as `{comment}` (guards: {guards:?})"
-        );
-    }
+    let leaks = net.client_leaks(WATCH, &guards);
+    assert!(
+        leaks.is_empty(),
+        "left the client: {leaks:?} (guards: {guards:?})"
+    );
 
     // Down restores everything as it was.
     let out = net.trine(&["down"]);

@@ -27,6 +27,7 @@ use trine_link::Endpoint;
 use trine_node::authorities::{Authorities, Authority};
 use tun_rs::AsyncDevice;
 
+use super::filter;
 use super::link::{self, CircuitIo, CircuitLink};
 use super::planner::{Chosen, Planner};
 use super::system;
@@ -56,6 +57,16 @@ const REFRESH_RETRY: Duration = Duration::from_secs(60);
 const NETWORK_OK_FOR: Duration = Duration::from_secs(120);
 /// Room for a packet from the TUN device (its MTU is at most 9000).
 const TUN_BUFFER: usize = 9000;
+/// The file in the state directory holding the target state, `up` or
+/// `down`.
+const TARGET_FILE: &str = "target";
+
+/// Whether the last target the user set, kept in `state_dir`, was up:
+/// `trine up` with no `trine down` since, whatever happened to the daemon
+/// in between (a crash, a kill, a restart).
+pub fn target_was_up(state_dir: &std::path::Path) -> bool {
+    std::fs::read_to_string(state_dir.join(TARGET_FILE)).is_ok_and(|saved| saved.trim() == "up")
+}
 
 /// One circuit: chosen, dialing, building or ready.
 struct Slot {
@@ -102,6 +113,10 @@ pub struct Engine {
     ever_connected: bool,
     bytes_up: u64,
     bytes_down: u64,
+    /// Packets from the exit not addressed to the tunnel, dropped.
+    dropped_from_exit: u64,
+    /// Packets for the exit not from the tunnel's address, dropped.
+    dropped_to_exit: u64,
     last_error: Option<String>,
     /// When a guard or directory server last answered: dial failures
     /// count against a guard only if the network worked recently.
@@ -167,6 +182,8 @@ impl Engine {
             ever_connected: false,
             bytes_up: 0,
             bytes_down: 0,
+            dropped_from_exit: 0,
+            dropped_to_exit: 0,
             last_error: None,
             suspects: Vec::new(),
             network_ok_at: None,
@@ -183,6 +200,7 @@ impl Engine {
         match request {
             Request::Connect => self.connect(),
             Request::Disconnect => {
+                self.keep_target(false);
                 self.disconnect();
                 Response::Ok
             }
@@ -247,11 +265,14 @@ impl Engine {
             return Response::Ok;
         }
         self.config = self.file_config.with(&self.overrides);
+        self.keep_target(true);
         self.want_up = true;
         self.ever_connected = false;
         self.connected_since = None;
         self.bytes_up = 0;
         self.bytes_down = 0;
+        self.dropped_from_exit = 0;
+        self.dropped_to_exit = 0;
         self.last_error = None;
         self.failures = 0;
         self.retry_at = Instant::now();
@@ -296,6 +317,16 @@ impl Engine {
         tracing::info!("disconnected");
     }
 
+    /// Keeps what the user asked for, up or down, in the state directory:
+    /// a daemon that starts after this one died without taking the tunnel
+    /// down keeps the block and reconnects (see [`target_was_up`]).
+    fn keep_target(&self, up: bool) {
+        let path = self.config.state_dir.join(TARGET_FILE);
+        if let Err(error) = std::fs::write(&path, if up { "up\n" } else { "down\n" }) {
+            tracing::warn!(%error, path = %path.display(), "cannot keep the tunnel's target state");
+        }
+    }
+
     fn set_lockdown(&mut self, on: bool) -> Response {
         self.lockdown = on;
         let path = self.config.state_dir.join("lockdown");
@@ -337,6 +368,8 @@ impl Engine {
             connected_since: self.connected_since,
             bytes_up: self.bytes_up,
             bytes_down: self.bytes_down,
+            dropped_from_exit: self.dropped_from_exit,
+            dropped_to_exit: self.dropped_to_exit,
             last_error: self.last_error.clone(),
         }
     }
@@ -392,8 +425,11 @@ impl Engine {
                 {
                     // Only the exit can seal a packet: it is alive.
                     slot.last_pong = Instant::now();
-                    if let (true, Some(tun)) = (is_active, &self.tun) {
-                        if tun.try_send(&cell[range.clone()]).is_ok() {
+                    let packet = &cell[range.clone()];
+                    if !filter::to_tunnel(packet) {
+                        self.dropped_from_exit += 1;
+                    } else if let (true, Some(tun)) = (is_active, &self.tun) {
+                        if tun.try_send(packet).is_ok() {
                             self.bytes_down += range.len() as u64;
                         }
                     }
@@ -542,6 +578,10 @@ impl Engine {
             return;
         };
         let packet_len = cell.len() - DATA_OFFSET;
+        if !filter::from_tunnel(&cell[DATA_OFFSET..]) {
+            self.dropped_to_exit += 1;
+            return;
+        }
         let room = io
             .max_cell_len()
             .unwrap_or(0)

@@ -4,6 +4,7 @@
 //! until SIGTERM or SIGINT, then takes everything down.
 
 mod engine;
+mod filter;
 mod link;
 mod planner;
 mod system;
@@ -50,8 +51,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Refuse to start beside a running daemon before touching anything:
     // the clean-up below would strip its protection.
     let listener = bind_control(&config)?;
+    // The user's `trine up` outlives a daemon that died without `trine
+    // down`: its kill switch stays shut (replaced by the block) until the
+    // tunnel is back, never opened in between.
+    let target_up = engine::target_was_up(&config.state_dir);
     // Whatever a crashed run left: resolver backup, routes, firewall.
-    system::down(&config.with(&overrides), lockdown);
+    system::down(&config.with(&overrides), lockdown || target_up);
 
     let endpoint = marked_endpoint()?;
     let autoconnect = config.autoconnect;
@@ -59,9 +64,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(64);
     tokio::spawn(serve_control(listener, control_tx));
     tracing::info!(socket = %config.socket.display(), lockdown, "trine daemon ready");
-    if autoconnect {
+    if autoconnect || target_up {
+        if target_up {
+            tracing::info!("the tunnel was up when the last daemon stopped: reconnecting");
+        }
         let _ = engine.on_request(Request::Connect);
     }
+    // The firewall is as it must be: tell systemd (Type=notify) that
+    // units ordered after this one may start.
+    notify_ready();
 
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -83,6 +94,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     engine.shutdown();
     let _ = std::fs::remove_file(&config.socket);
     Ok(())
+}
+
+/// Tells systemd the daemon is ready (`READY=1` on `$NOTIFY_SOCKET`, the
+/// sd_notify protocol), if it runs as a `Type=notify` unit.
+fn notify_ready() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let target = target.to_string_lossy().into_owned();
+    let address = match target.strip_prefix('@') {
+        Some(name) => UnixAddr::from_abstract_name(name.as_bytes()),
+        None => UnixAddr::from_pathname(&target),
+    };
+    let sent =
+        address.and_then(|address| UnixDatagram::unbound()?.send_to_addr(b"READY=1", &address));
+    if let Err(error) = sent {
+        tracing::warn!(%error, socket = %target, "cannot notify systemd that the daemon is ready");
+    }
 }
 
 /// Resolves on SIGINT, SIGTERM or SIGHUP (a closed terminal must not

@@ -34,6 +34,8 @@ pub fn status(state: State) -> Status {
         connected_since: None,
         bytes_up: 0,
         bytes_down: 0,
+        dropped_from_exit: 0,
+        dropped_to_exit: 0,
         last_error: None,
     }
 }

@@ -2,8 +2,13 @@
 //! out only the daemon's marked QUIC to the current guard, the tunnel
 //! device and loopback. DNS to anything but the tunnel's resolver is
 //! rejected; every other IPv4 and IPv6 packet is rejected, so IPv6 is
-//! tunnelled or blocked, never leaked. Applied while connecting, connected
-//! and reconnecting, and (lockdown, no peers) while disconnected.
+//! tunnelled or blocked, never leaked. From the tunnel device only replies
+//! come in (`ct state established,related`, which includes the ICMP errors
+//! about this machine's own connections): the exit side is behind a NAT,
+//! as it would be for any user. Nothing is forwarded while the table is
+//! in place, to or from any device: a packet a hostile exit sends to a LAN
+//! host never leaves through the real interface. Applied while connecting,
+//! connected and reconnecting, and (lockdown, no peers) while disconnected.
 //!
 //! The table is replaced in one `nft` transaction (`add table; delete
 //! table; table { … }`): there is never a moment without it, and a table
@@ -117,10 +122,13 @@ pub fn render(spec: &KillSwitchSpec) -> Result<String, KillSwitchError> {
          \x20       type filter hook postrouting priority mangle; policy accept;\n\
          \x20       meta l4proto udp meta mark {mark:#x} ct mark set meta mark\n\
          \x20   }}\n\
+         \x20   chain input {{\n\
+         \x20       type filter hook input priority filter; policy accept;\n\
+         \x20       iifname \"{tun}\" ct state established,related accept\n\
+         \x20       iifname \"{tun}\" counter drop\n\
+         \x20   }}\n\
          \x20   chain forward {{\n\
          \x20       type filter hook forward priority filter; policy drop;\n\
-         \x20       oifname \"{tun}\" accept\n\
-         \x20       iifname \"{tun}\" accept\n\
          \x20       counter drop\n\
          \x20   }}\n\
          }}\n"
@@ -176,7 +184,7 @@ mod tests {
         );
         assert!(rules.contains("oifname \"lo\" accept"));
         assert!(rules.contains("oifname \"trn0\" counter accept"));
-        assert_eq!(rules.matches(" accept\n").count(), 7, "{rules}");
+        assert_eq!(rules.matches(" accept\n").count(), 6, "{rules}");
         let v6 = render(&spec(Some("[2001:db8::3]:9443"))).unwrap();
         assert!(v6.contains("meta mark 0x7472 ip6 daddr 2001:db8::3 udp dport 9443"));
         let mut two = spec(Some("198.18.0.3:9443"));
@@ -185,7 +193,7 @@ mod tests {
         assert!(
             two.contains("meta mark 0x7472 ip daddr 198.18.0.11 udp dport 7000 counter accept")
         );
-        assert_eq!(two.matches(" accept\n").count(), 8, "{two}");
+        assert_eq!(two.matches(" accept\n").count(), 7, "{two}");
     }
 
     #[test]
@@ -223,6 +231,21 @@ mod tests {
         assert!(!rules.contains(nd), "no IPv6 peer, no neighbour discovery");
         assert!(rules.contains("udp sport 68 udp dport 67 accept"));
         assert!(rules.contains("udp sport 546 udp dport 547 accept"));
+    }
+
+    #[test]
+    fn from_the_tunnel_only_replies_come_in_and_nothing_is_forwarded() {
+        let rules = render(&spec(Some("198.18.0.3:9443"))).unwrap();
+        let input = rules.find("chain input {").unwrap();
+        let replies = rules
+            .find("iifname \"trn0\" ct state established,related accept")
+            .unwrap();
+        let rest = rules.find("iifname \"trn0\" counter drop").unwrap();
+        assert!(input < replies && replies < rest);
+        let forward = &rules[rules.find("chain forward {").unwrap()..];
+        let forward = &forward[..forward.find('}').unwrap()];
+        assert!(forward.contains("policy drop;"));
+        assert!(!forward.contains("accept"), "{forward}");
     }
 
     #[test]
