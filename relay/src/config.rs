@@ -237,7 +237,8 @@ pub struct ExitSettings {
     pub pool_v4: Cidr,
     /// IPv6 NAT pool; `None` = no IPv6 exit traffic.
     pub pool_v6: Option<Cidr>,
-    /// Where DNS queries go; `None` = first nameserver of /etc/resolv.conf.
+    /// The resolver DNS queries go to; always set on an exit (`None` only
+    /// on a relay that is not one).
     pub dns_upstream: Option<SocketAddr>,
     /// Reserved networks the operator allows anyway (never the exit's own
     /// addresses or its pools).
@@ -361,8 +362,9 @@ impl Config {
             .map(SocketAddr::ip)
             .filter(|ip| !ip.is_unspecified())
             .collect();
-        let exit_settings = exit_settings(advertised, &file.exit_network, &file.exit_policy)
-            .map_err(|(field, problem)| invalid(field, problem))?;
+        let exit_settings =
+            exit_settings(file.exit, advertised, &file.exit_network, &file.exit_policy)
+                .map_err(|(field, problem)| invalid(field, problem))?;
         let link = &file.link;
         if link.quic_keep_alive_secs == 0
             || link.quic_keep_alive_secs >= link.quic_idle_timeout_secs
@@ -426,8 +428,9 @@ impl Config {
     }
 }
 
-/// The exit settings of the file.
+/// The exit settings of the file; an exit must name its DNS resolver.
 fn exit_settings(
+    exit: bool,
     advertised: Vec<IpAddr>,
     network: &ExitNetwork,
     policy: &ExitPolicyFile,
@@ -486,6 +489,15 @@ fn exit_settings(
         Some(pool)
     };
     let dns_upstream = if network.dns_upstream.is_empty() {
+        if exit {
+            return Err((
+                "exit_network.dns_upstream",
+                "an exit must name the resolver its clients' DNS queries go to, e.g. \
+                 \"127.0.0.1:53\" (a recursive resolver of your own) or \"9.9.9.9:53\"; \
+                 see docs/operating-a-relay.md"
+                    .into(),
+            ));
+        }
         None
     } else {
         let parsed = network
@@ -540,8 +552,14 @@ fn inside_any(pool: Cidr, networks: &[&str]) -> bool {
         .any(|net| net.prefix <= pool.prefix && net.contains(pool.addr))
 }
 
+/// The resolver `trine-relay init --exit` writes: Quad9, a non-profit that
+/// keeps no client addresses, so that a new exit runs; the operator is
+/// told to prefer a resolver of their own (docs/operating-a-relay.md).
+const DEFAULT_DNS_UPSTREAM: &str = "9.9.9.9:53";
+
 /// The commented `relay.toml` written by `trine-relay init`.
 pub fn template(nickname: &str, listen: SocketAddr, exit: bool) -> String {
+    let dns_upstream = if exit { DEFAULT_DNS_UPSTREAM } else { "" };
     format!(
         r#"# trine-relay configuration. Every key is documented here; unknown keys are
 # refused. Start with `trine-relay run --config THIS_FILE`.
@@ -609,7 +627,15 @@ pool_v4 = "10.200.0.0/16"
 pool_v6 = "fd74:7265:7869::/64"   # "" = no IPv6 exit traffic. With IPv6, the
                                   # exit enables forwarding: hosts configured
                                   # by router advertisements need accept_ra=2.
-dns_upstream = ""                 # "" = first nameserver in /etc/resolv.conf
+# The resolver clients' DNS queries go to (ADDRESS or ADDRESS:PORT). An exit
+# must name one; `init --exit` writes Quad9 so a new exit runs. Better is a
+# recursive resolver of your own on this host (e.g. unbound on
+# "127.0.0.1:53"): then no single company sees every exit's lookups. Not
+# the host's /etc/resolv.conf resolver: cloud resolvers answer private
+# zones. Either way, queries for private reverse zones and local names
+# (.local, .internal, .lan, this host's name, ...) are refused, and answers
+# pointing at reserved addresses reach clients as SERVFAIL.
+dns_upstream = "{dns_upstream}"
 
 [exit_policy]
 # Loopback, private, link-local (incl. 169.254.169.254), CGNAT, multicast,
@@ -643,8 +669,7 @@ mod tests {
 
     #[test]
     fn template_parses_with_defaults() {
-        let text = exit_template().replace("dns_upstream = \"\"", "dns_upstream = \"9.9.9.9\"");
-        let config = parse(&text).unwrap();
+        let config = parse(&exit_template()).unwrap();
         assert_eq!(config.nickname, "relay1");
         assert!(config.exit && config.circuits.exit);
         assert_eq!(config.advertise, vec![config.listen]);
@@ -664,10 +689,18 @@ mod tests {
     }
 
     #[test]
+    fn an_exit_must_name_its_dns_resolver() {
+        let text = exit_template().replace("dns_upstream = \"9.9.9.9:53\"", "dns_upstream = \"\"");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(message.contains("exit_network.dns_upstream"), "{message}");
+        assert!(message.contains("must name the resolver"), "{message}");
+    }
+
+    #[test]
     fn advertised_addresses_are_the_exits_own() {
         let text = exit_template()
             .replace(
-                "dns_upstream = \"\"",
+                "dns_upstream = \"9.9.9.9:53\"",
                 "dns_upstream = \"[2001:4860::8888]:53\"",
             )
             .replace(

@@ -13,7 +13,13 @@
 //!   never reach the destination (nftables counters there stay 0);
 //! - UDP to the advertised address is refused and never reaches a service
 //!   of the exit (a canary listening there logs nothing);
-//! - allowed UDP still reaches the destination and its answer comes back.
+//! - allowed UDP still reaches the destination and its answer comes back;
+//! - DNS: the destination is also the exit's upstream resolver, a fake one
+//!   that logs every name it is asked and answers `rebind*` names with
+//!   127.0.0.1, 10.1.2.3 and ::1. A private PTR lookup and an `.internal`
+//!   name are answered REFUSED and never reach it; the rebinding answers
+//!   reach the client only as SERVFAIL without a record; a public name
+//!   resolves.
 //!
 //! Without root this test fails; set TRINE_SKIP_NETNS=1 to skip it
 //! knowingly. Namespaces are removed even when it fails.
@@ -29,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use trine_circuit::ip;
 use trine_circuit::{HopSpec, OnionPublicKey, RelayId};
 use trine_testnet::{Network, Node, must, netns_tests_enabled};
 
@@ -47,6 +54,7 @@ const RELAY_PORT: u16 = 9443;
 const ECHO_PORT: u16 = 7000;
 /// A service of the exit host that clients must never reach.
 const CANARY_PORT: u16 = 7100;
+const DNS_PORT: u16 = 53;
 const GRE: u8 = 47;
 const SCTP: u8 = 132;
 /// Everything the destination counts: what must never arrive there.
@@ -183,7 +191,7 @@ fn exit_policy_holds_against_a_client_sending_real_packets() {
 
     let (middle, middle_config) = prepare_relay(root, "middle", MIDDLE, None);
     let ports = format!("[\"accept {ECHO_PORT}\", \"accept {CANARY_PORT}\", \"reject *\"]");
-    let upstream = format!("\"{DEST}:53\"");
+    let upstream = format!("\"{DEST}:{DNS_PORT}\"");
     let exit_edits = [
         ("ports", ports.as_str()),
         ("dns_upstream", upstream.as_str()),
@@ -203,9 +211,10 @@ fn exit_policy_holds_against_a_client_sending_real_packets() {
         &mut net,
         helper(&exit_ns, "exit_host_canary", &log_env(&canary_log)).stdout(Stdio::null()),
     );
+    let dns_log = root.join("upstream-dns.log");
     start(
         &mut net,
-        helper(&dest_ns, "destination_host", &[]).stdout(Stdio::null()),
+        helper(&dest_ns, "destination_host", &log_env(&dns_log)).stdout(Stdio::null()),
     );
 
     let hops = [&middle, &exit]
@@ -235,6 +244,10 @@ fn exit_policy_holds_against_a_client_sending_real_packets() {
         "SCTP reached the destination"
     );
     let canary = std::fs::read_to_string(&canary_log).unwrap_or_default();
+    let asked = std::fs::read_to_string(&dns_log).unwrap_or_default();
+    for private in ["in-addr.arpa", "internal"] {
+        assert!(!asked.contains(private), "the upstream was asked: {asked}");
+    }
     assert!(
         canary.is_empty(),
         "a client reached the exit host's own service: {canary}"
@@ -245,18 +258,84 @@ fn exit_policy_holds_against_a_client_sending_real_packets() {
     );
 }
 
-/// Runs in the destination namespace: a UDP echo on `ECHO_PORT`.
+/// Runs in the destination namespace: a UDP echo on `ECHO_PORT`, and the
+/// exit's upstream resolver on `DNS_PORT` (see [`fake_resolver`]).
 #[test]
 #[ignore = "helper: run inside a namespace by the exit policy test"]
 fn destination_host() {
     if !is_helper() {
         return;
     }
+    let dns = UdpSocket::bind((DEST, DNS_PORT)).unwrap();
+    let log = std::env::var("TRXP_LOG").unwrap();
+    std::thread::spawn(move || fake_resolver(&dns, Path::new(&log)));
     let echo = UdpSocket::bind((DEST, ECHO_PORT)).unwrap();
     let mut buf = [0; 2048];
     while let Ok((len, from)) = echo.recv_from(&mut buf) {
         let _ = echo.send_to(&buf[..len], from);
     }
+}
+
+/// Logs each name it is asked and answers it: `rebind4.*` with
+/// 127.0.0.1, `rebind10.*` with 10.1.2.3, `rebind6.*` with ::1 (AAAA),
+/// anything else with the destination's address.
+fn fake_resolver(socket: &UdpSocket, log: &Path) {
+    let mut buf = [0; 2048];
+    while let Ok((len, from)) = socket.recv_from(&mut buf) {
+        let query = &buf[..len];
+        let (name, end) = question_name(query);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        writeln!(file, "{name}").unwrap();
+        let (rtype, data) = if name.starts_with("rebind4.") {
+            (1u16, vec![127, 0, 0, 1])
+        } else if name.starts_with("rebind10.") {
+            (1, vec![10, 1, 2, 3])
+        } else if name.starts_with("rebind6.") {
+            (28, std::net::Ipv6Addr::LOCALHOST.octets().to_vec())
+        } else {
+            (1, DEST.octets().to_vec())
+        };
+        let mut answer = query[..end].to_vec();
+        answer[2] |= 0x80; // QR
+        answer[3] = 0x80; // RA, NOERROR
+        answer[6..12].copy_from_slice(&[0, 1, 0, 0, 0, 0]);
+        answer.extend_from_slice(&[0xc0, 12]);
+        answer.extend_from_slice(&rtype.to_be_bytes());
+        answer.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+        answer.extend_from_slice(&u16::try_from(data.len()).unwrap().to_be_bytes());
+        answer.extend_from_slice(&data);
+        let _ = socket.send_to(&answer, from);
+    }
+}
+
+/// The dotted question name of a DNS message and where its question ends.
+fn question_name(message: &[u8]) -> (String, usize) {
+    let mut at = 12;
+    let mut labels = Vec::new();
+    while message[at] != 0 {
+        let len = usize::from(message[at]);
+        labels.push(String::from_utf8_lossy(&message[at + 1..at + 1 + len]).to_string());
+        at += 1 + len;
+    }
+    (labels.join("."), at + 1 + 4)
+}
+
+/// A recursive query for `name` of `qtype`, with `id`.
+fn dns_query(id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let mut query = id.to_be_bytes().to_vec();
+    query.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.') {
+        query.push(u8::try_from(label.len()).unwrap());
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0]);
+    query.extend_from_slice(&qtype.to_be_bytes());
+    query.extend_from_slice(&[0, 1]);
+    query
 }
 
 /// Runs in the exit's namespace: a service of the exit host, logging every
@@ -350,6 +429,47 @@ async fn attacks(path: Vec<HopSpec>) {
         })
         .await;
 
+    // (c) DNS queries into the exit's private world are refused.
+    const PTR: u16 = 12;
+    const A: u16 = 1;
+    const AAAA: u16 = 28;
+    const NOERROR: u8 = 0;
+    const SERVFAIL: u8 = 2;
+    const REFUSED: u8 = 5;
+    for (id, name, qtype) in [
+        (1, "3.2.1.10.in-addr.arpa", PTR),
+        (2, "1.0.0.127.in-addr.arpa", PTR),
+        (3, "metadata.google.internal", A),
+    ] {
+        let answer = ask(&mut tunnel, id, name, qtype).await;
+        assert_eq!(answer[3] & 0xf, REFUSED, "{name} was not refused");
+    }
+    // (d) Upstream answers pointing into reserved networks never arrive.
+    for (id, name, qtype, address) in [
+        (4, "rebind4.example", A, vec![127, 0, 0, 1]),
+        (5, "rebind10.example", A, vec![10, 1, 2, 3]),
+        (
+            6,
+            "rebind6.example",
+            AAAA,
+            std::net::Ipv6Addr::LOCALHOST.octets().to_vec(),
+        ),
+    ] {
+        let answer = ask(&mut tunnel, id, name, qtype).await;
+        assert_eq!(answer[3] & 0xf, SERVFAIL, "{name}: {answer:?}");
+        assert_eq!(answer[6..8], [0, 0], "{name}: a record survived");
+        assert!(
+            !answer.windows(address.len()).any(|w| w == address),
+            "{name}: the reserved address reached the client"
+        );
+    }
+    let answer = ask(&mut tunnel, 7, "public.example", A).await;
+    assert_eq!(answer[3] & 0xf, NOERROR);
+    assert!(
+        answer.ends_with(&DEST.octets()),
+        "public.example: {answer:?}"
+    );
+
     // Allowed traffic still flows after the refusals.
     tunnel.send(&udp_packet(40_000, echo, b"after"));
     tunnel
@@ -357,6 +477,22 @@ async fn attacks(path: Vec<HopSpec>) {
             udp_payload_from(p, echo).is_some_and(|payload| payload == b"after")
         })
         .await;
+}
+
+/// Asks the tunnel's resolver; its answer with the same ID.
+async fn ask(tunnel: &mut Tunnel, id: u16, name: &str, qtype: u16) -> Vec<u8> {
+    let resolver = SocketAddr::from((ip::TUNNEL_RESOLVER_V4, DNS_PORT));
+    tunnel.send(&udp_packet(
+        41_000 + id,
+        resolver,
+        &dns_query(id, name, qtype),
+    ));
+    let packet = tunnel
+        .expect(&format!("the answer about {name}"), WAIT, |p| {
+            udp_payload_from(p, resolver).is_some_and(|a| a.get(..2) == Some(&id.to_be_bytes()[..]))
+        })
+        .await;
+    udp_payload_from(&packet, resolver).unwrap()
 }
 
 /// An SCTP packet holding an INIT chunk, its CRC32c checksum computed.

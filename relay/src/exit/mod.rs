@@ -2,6 +2,7 @@
 //! [`engine`] decides (policy, NAT pool, DNS) without I/O; [`system`] owns
 //! the TUN device and the nftables table; the daemon moves the bytes.
 
+pub mod dns;
 pub mod engine;
 pub mod nat;
 pub mod policy;

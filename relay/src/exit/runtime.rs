@@ -1,8 +1,8 @@
 //! The exit's async shell: reads the TUN device into the core loop, writes
 //! client packets to it (after the policy's protocol check, which the
 //! engine does not make), and forwards DNS queries to the upstream
-//! resolver. The core loop owns the [`ExitRuntime`]; the tasks here only
-//! move bytes.
+//! resolver through the [`DnsScreen`]. The core loop owns the
+//! [`ExitRuntime`]; the tasks here only move bytes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -11,14 +11,15 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::UdpSocket;
 use tokio::sync::{Semaphore, mpsc};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use trine_circuit::CircuitHandle;
 use trine_circuit::cell;
 use trine_circuit::ip;
 
+use super::dns::DnsScreen;
 use super::engine::{ExitEngine, Outbound};
 use super::nat::NatPool;
-use super::policy::ExitPolicy;
+use super::policy::{ExitPolicy, reserved_networks};
 use super::system::{self, ExitSystem};
 use crate::config::ExitSettings;
 
@@ -65,6 +66,7 @@ pub struct ExitRuntime {
     /// The policy the engine applies too: here for its protocol check.
     policy: ExitPolicy,
     dns_upstream: SocketAddr,
+    dns_screen: Arc<DnsScreen>,
     dns_permits: Arc<Semaphore>,
     dns_answers: mpsc::Sender<DnsAnswer>,
 }
@@ -78,18 +80,26 @@ impl ExitRuntime {
         from_tun: mpsc::Sender<Vec<u8>>,
         dns_answers: mpsc::Sender<DnsAnswer>,
     ) -> anyhow::Result<Self> {
-        let dns_upstream = match settings.dns_upstream {
-            Some(upstream) => upstream,
-            None => {
-                let text = std::fs::read_to_string("/etc/resolv.conf").context(
-                    "exit_network.dns_upstream is empty and /etc/resolv.conf is unreadable",
-                )?;
-                let server = system::first_nameserver(&text).context(
-                    "exit_network.dns_upstream is empty and /etc/resolv.conf names no nameserver",
-                )?;
-                SocketAddr::new(server, 53)
-            }
-        };
+        let dns_upstream = settings
+            .dns_upstream
+            .context("exit_network.dns_upstream: an exit must name its DNS resolver")?;
+        let host_resolver = std::fs::read_to_string("/etc/resolv.conf")
+            .ok()
+            .and_then(|text| system::first_nameserver(&text));
+        if host_resolver == Some(dns_upstream.ip()) {
+            warn!(
+                %dns_upstream,
+                "exit_network.dns_upstream is this host's own resolver: names only it knows \
+                 (private zones of the host's network) resolve for clients"
+            );
+        }
+        // The host's name (and the names under it) are refused.
+        let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok();
+        let dns_screen = Arc::new(DnsScreen::new(
+            reserved_networks(),
+            settings.allow_networks.clone(),
+            host_name.as_deref(),
+        ));
         let nat = NatPool::new(settings.pool_v4, settings.pool_v6, max_circuits);
         let system = Arc::new(ExitSystem::start(
             &settings.tun_name,
@@ -120,6 +130,7 @@ impl ExitRuntime {
             system,
             policy,
             dns_upstream,
+            dns_screen,
             dns_permits: Arc::new(Semaphore::new(DNS_IN_FLIGHT)),
             dns_answers,
         })
@@ -183,8 +194,10 @@ impl ExitRuntime {
         self.system.stop();
     }
 
-    /// Asks the upstream resolver in a task of its own, from a fresh
-    /// socket (a fresh source port per query).
+    /// Answers a query the screen refuses at once; asks the upstream
+    /// resolver about the others in a task of its own, from a fresh socket
+    /// (a fresh source port per query), and passes on what the screen
+    /// lets through of its answer.
     fn resolve(
         &mut self,
         circuit: CircuitHandle,
@@ -192,27 +205,45 @@ impl ExitRuntime {
         resolver: SocketAddr,
         query: Vec<u8>,
     ) {
+        if let Err(refusal) = self.dns_screen.query(&query) {
+            if let Some((why, answer)) = refusal {
+                debug!(?why, "DNS query refused");
+                let refused = DnsAnswer {
+                    circuit,
+                    client,
+                    resolver,
+                    answer,
+                };
+                if self.dns_answers.try_send(refused).is_err() {
+                    self.io_stats.dns_busy += 1;
+                }
+            }
+            return;
+        }
         let Ok(permit) = self.dns_permits.clone().try_acquire_owned() else {
             self.io_stats.dns_busy += 1;
             return;
         };
         let upstream = self.dns_upstream;
+        let screen = self.dns_screen.clone();
         let answers = self.dns_answers.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            match ask(upstream, &query).await {
-                Ok(answer) => {
-                    let _ = answers
-                        .send(DnsAnswer {
-                            circuit,
-                            client,
-                            resolver,
-                            answer,
-                        })
-                        .await;
-                }
-                Err(error) => debug!(%error, "DNS query upstream failed"),
-            }
+            let answer = match ask(upstream, &query).await {
+                Ok(answer) => answer,
+                Err(error) => return debug!(%error, "DNS query upstream failed"),
+            };
+            let Some(answer) = screen.answer(&query, &answer) else {
+                return debug!("upstream DNS answer not for the query asked; dropped");
+            };
+            let _ = answers
+                .send(DnsAnswer {
+                    circuit,
+                    client,
+                    resolver,
+                    answer,
+                })
+                .await;
         });
     }
 }
