@@ -15,7 +15,7 @@
 //!   exit's own address are refused with ICMP "administratively prohibited";
 //! - a one-hop circuit (client → exit) carries nothing out: the web host
 //!   sees nothing and the exit counts the DATA as `one_hop`;
-//! - stopping the exit removes its nftables table.
+//! - stopping the exit removes its nftables table and restores forwarding.
 //!
 //! The attacks on the exit host itself (unsolicited packets to the pool,
 //! untranslated ICMP errors, a reused pool address) are in
@@ -49,12 +49,19 @@ fn exit_forwards_udp_tcp_and_dns_and_refuses_its_own_networks_and_one_hop_circui
     net.count_at_web("one_hop", &format!("udp dport {ONE_HOP_PORT}"));
     net.run_client("client_through_exit");
 
-    // Stopping the exit removes its nftables table.
+    // Stopping the exit removes its nftables table and gives forwarding
+    // back as it found it.
     net.stop_exit();
     let tables = net.net.exec("e", &["nft", "list", "tables"]);
     assert!(
         !String::from_utf8_lossy(&tables.stdout).contains("trine_exit"),
         "nftables table left behind"
+    );
+    assert_eq!(net.forwarding_before, "0", "a fresh namespace forwards");
+    assert_eq!(
+        exitnet::sysctl(&net.exit_ns(), "net.ipv4.ip_forward"),
+        net.forwarding_before,
+        "ip_forward not restored"
     );
 }
 
@@ -87,9 +94,14 @@ async fn client_checks() {
 
     // DNS to the tunnel's resolver goes to the exit's upstream and back.
     let resolver = SocketAddr::from((TUNNEL_RESOLVER_V4, DNS_PORT));
-    tunnel.send(&udp_packet(40_000, resolver, b"query-1234"));
+    let mut query = vec![0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    query.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
+    tunnel.send(&udp_packet(40_000, resolver, &query));
     let answer = tunnel.expect(|p| udp_from(p, resolver).is_some()).await;
-    assert_eq!(udp_from(&answer, resolver).unwrap(), b"4321-yreuq");
+    let answer = udp_from(&answer, resolver).unwrap();
+    assert_eq!(answer[..2], query[..2], "not the answer to this query");
+    assert!(answer[2] & 0x80 != 0, "not a response");
+    assert_eq!(answer[12..], query[12..], "another question");
 
     // TCP: handshake with the web host's kernel, then its greeting.
     let web_tcp = SocketAddr::from((WEB, TCP_PORT));

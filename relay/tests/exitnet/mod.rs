@@ -48,6 +48,8 @@ const HELPER: &str = "TRINE_NETNS_HELPER";
 /// The running network (orchestrator side); everything goes on drop.
 pub struct ExitNet {
     pub net: Network,
+    /// The exit namespace's `ip_forward` before the exit started.
+    pub forwarding_before: String,
     dir: PathBuf,
     env: Vec<(&'static str, String)>,
 }
@@ -76,13 +78,16 @@ impl ExitNet {
         let _ = std::fs::remove_dir_all(&dir);
         let exit_dir = dir.join("exit");
         let middle_dir = dir.join("middle");
-        let exit_id = init(&exit_dir, "exit1", EXIT, true);
+        // Made a plain relay, then an exit by its configuration.
+        let exit_id = common::init(&exit_dir, "exit1", (EXIT, RELAY_PORT).into());
         let middle_id = common::init(&middle_dir, "middle1", (MIDDLE, RELAY_PORT).into());
         let config = exit_dir.join("relay.toml");
         let mut text = std::fs::read_to_string(&config).unwrap();
+        text = common::set_key(&text, "exit", "true");
         text = common::set_key(&text, "dns_upstream", &format!("\"{WEB}:{DNS_PORT}\""));
         text = common::set_key(&text, "pool_v4", &format!("\"{pool_v4}\""));
         std::fs::write(&config, text).unwrap();
+        let forwarding_before = sysctl(&net.ns("e"), "net.ipv4.ip_forward");
         for (role, dir) in [("e", &exit_dir), ("m", &middle_dir)] {
             let child = Command::new("ip")
                 .args(["netns", "exec", &net.ns(role), BIN, "run", "--config"])
@@ -120,7 +125,12 @@ impl ExitNet {
             ("TRINE_NS_EXIT", net.ns("e")),
             ("TRINE_NS_WEB", net.ns("w")),
         ];
-        Self { net, dir, env }
+        Self {
+            net,
+            forwarding_before,
+            dir,
+            env,
+        }
     }
 
     /// The exit's namespace.
@@ -167,25 +177,6 @@ impl Drop for ExitNet {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn init(dir: &std::path::Path, nickname: &str, address: Ipv4Addr, exit: bool) -> RelayId {
-    let mut command = Command::new(BIN);
-    command.args(["init", "--nickname", nickname, "--listen"]);
-    command
-        .arg(format!("{address}:{RELAY_PORT}"))
-        .arg("--dir")
-        .arg(dir);
-    if exit {
-        command.arg("--exit");
-    }
-    let out = command.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    RelayId::from_hex(String::from_utf8(out.stdout).unwrap().trim()).unwrap()
 }
 
 /// Feeds `script` to `nft -f -` in `ns`.
@@ -557,7 +548,7 @@ pub async fn tcp_greeting(tunnel: &mut Tunnel, web: SocketAddr, src_port: u16) -
 
 /// The web host (run inside its namespace): answers UDP on [`UDP_PORT`]
 /// and TCP on [`TCP_PORT`] with the address it saw, "resolves" on 53 by
-/// answering the query reversed, holds the latest connection on
+/// answering every query with no records, holds the latest connection on
 /// [`LONG_TCP_PORT`], and on a "poke" to [`POKE_PORT`] writes on it and
 /// answers "reset" if the exit reset it, "alive" if not.
 pub fn web_host_main() {
@@ -575,8 +566,11 @@ pub fn web_host_main() {
     std::thread::spawn(move || {
         let mut buf = [0; 2048];
         while let Ok((len, from)) = dns.recv_from(&mut buf) {
+            // The query back as an empty NOERROR response (QR set).
             let mut answer = buf[..len].to_vec();
-            answer.reverse();
+            if let Some(flags) = answer.get_mut(2) {
+                *flags |= 0x80;
+            }
             let _ = dns.send_to(&answer, from);
         }
     });

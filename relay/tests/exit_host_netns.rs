@@ -1,0 +1,115 @@
+//! Attacks on the exit host itself, in network namespaces (needs root,
+//! `ip`, `nft`, `conntrack`, `ping` and `bash`), on the network of
+//! `exitnet/mod.rs`: the web host's namespace stands for the internet and
+//! routes the exit's NAT pool to the exit, as a neighbour on the exit's
+//! segment could.
+//! - Unsolicited packets from the internet to a circuit's pool address (a
+//!   ping, UDP to the port of the client's flow, a TCP SYN) never reach the
+//!   client: the exit's forward chain drops them (counted `unsolicited`).
+//! - ICMP errors a client sends leave translated or not at all: never with
+//!   the pool address as their source (the exit counts them `invalid`).
+//!
+//! Without root these tests fail; set TRINE_SKIP_NETNS=1 to skip them
+//! knowingly. Namespaces are named `trxf<pid>…`; leftovers of dead runs are
+//! removed first, and this run's are removed even when a test fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+mod common;
+mod exitnet;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use exitnet::{ExitNet, Tunnel, UDP_PORT, WEB, udp_from, udp_packet};
+use trine_circuit::ip::{self, TUNNEL_CLIENT_V4};
+use trine_testnet::netns_tests_enabled;
+
+const POOL: &str = "10.200.0.0/16";
+/// The first circuit's pool address.
+const LEASED: &str = "10.200.0.2";
+
+#[test]
+fn the_exit_host_forwards_only_what_circuits_need() {
+    if !netns_tests_enabled() {
+        return;
+    }
+    let net = ExitNet::start("trxf", POOL);
+    net.count_at_web("from_pool", &format!("ip saddr {POOL}"));
+    net.run_client("client_attacked_from_internet");
+}
+
+/// Runs in the web namespace: see [`exitnet::web_host_main`].
+#[test]
+#[ignore = "helper: run inside a namespace by the exit test"]
+fn web_host() {
+    exitnet::web_host_main();
+}
+
+#[test]
+#[ignore = "helper: run inside a namespace by the exit test"]
+fn client_attacked_from_internet() {
+    exitnet::client_main(attacked_from_internet());
+}
+
+async fn attacked_from_internet() {
+    let mut tunnel = Tunnel::open(exitnet::two_hops()).await;
+    let web_udp = SocketAddr::from((WEB, UDP_PORT));
+    tunnel.send(&udp_packet(40_000, web_udp, b"hello"));
+    let answer = tunnel.expect(|p| udp_from(p, web_udp).is_some()).await;
+
+    // Unsolicited, from the internet to the circuit's pool address.
+    let _ = exitnet::from_internet(&["ping", "-c", "2", "-i", "0.2", "-W", "1", LEASED]);
+    let udp = format!("echo unsolicited > /dev/udp/{LEASED}/40000");
+    let _ = exitnet::from_internet(&["bash", "-c", &udp]);
+    let tcp = format!("exec 3<>/dev/tcp/{LEASED}/40001");
+    let _ = exitnet::from_internet(&["timeout", "1", "bash", "-c", &tcp]);
+    // Everything from the web host but its UDP answers is unsolicited.
+    let unsolicited = |p: &[u8]| {
+        ip::parse(p).is_ok_and(|i| i.src == IpAddr::from(WEB) && i.src_port != Some(UDP_PORT))
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        while let Some(packet) = tunnel.next(Duration::from_millis(100)).await {
+            assert!(
+                !unsolicited(&packet),
+                "an unsolicited packet from the internet reached the client: {packet:02x?}"
+            );
+        }
+        // Two pings, the UDP packet and at least one SYN.
+        if exitnet::exit_counter("unsolicited") >= 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the exit never dropped them");
+    }
+
+    // ICMP errors from the client: one about the web host's real answer,
+    // one about a flow that never was.
+    let mut made_up = Vec::new();
+    let client = SocketAddr::from((TUNNEL_CLIENT_V4, 41_000));
+    ip::build_udp((WEB, 7999).into(), client, b"never sent", &mut made_up).unwrap();
+    for quoted in [&answer, &made_up] {
+        tunnel.send(&port_unreachable(quoted));
+    }
+    exitnet::poll("ICMP errors dropped as invalid by the exit", || {
+        assert_eq!(
+            exitnet::web_counter("from_pool"),
+            0,
+            "an ICMP error left the exit with the pool address as its source"
+        );
+        exitnet::exit_counter("invalid") >= 2
+    });
+    // The circuit still works.
+    tunnel.send(&udp_packet(40_000, web_udp, b"again"));
+    tunnel.expect(|p| udp_from(p, web_udp).is_some()).await;
+}
+
+/// ICMP "port unreachable" from the client to the web host quoting
+/// `quoted` (its IP header and first 8 bytes), checksum computed here.
+fn port_unreachable(quoted: &[u8]) -> Vec<u8> {
+    let header = usize::from(quoted[0] & 0x0f) * 4;
+    let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
+    icmp.extend_from_slice(&quoted[..(header + 8).min(quoted.len())]);
+    let sum = exitnet::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    exitnet::ipv4_packet(WEB, ip::proto::ICMP, &icmp)
+}
