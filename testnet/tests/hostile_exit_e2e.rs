@@ -39,6 +39,8 @@ use trine_testnet::netns_tests_enabled;
 use trine_testnet::trine::{Binaries, HOSTILE_LOG, Naming, Shape, TrineNet, WEB};
 
 const WATCH: &str = "trine_watch";
+/// The client's tunnel device (the default `tunnel.name`).
+const TUN: &str = "trine0";
 /// Where the exit says its crafted packets come from (inside the tunnel
 /// only: no namespace has this address).
 const ATTACKER: &str = "198.19.66.66";
@@ -269,8 +271,8 @@ fn a_hostile_exit_reaches_nothing_and_a_crash_leaks_nothing() {
         &net,
         "client",
         &[
-            "iifname \"trn0\" ip daddr != 172.22.0.2",
-            "iifname \"trn0\" ip6 daddr != fd74:726e::2",
+            &format!("iifname \"{TUN}\" ip daddr != 172.22.0.2"),
+            &format!("iifname \"{TUN}\" ip6 daddr != fd74:726e::2"),
         ],
     );
 
@@ -293,6 +295,9 @@ fn a_hostile_exit_reaches_nothing_and_a_crash_leaks_nothing() {
     net.watch_client_port(WATCH);
     wait_connected(&net, Duration::from_secs(120), "trine up");
     assert_eq!(net.client_path().last().map(String::as_str), Some("exit1"));
+    // The counters above watch this very device.
+    let link = net.exec("client", &["ip", "link", "show", TUN]);
+    assert!(link.status.success(), "no tunnel device {TUN}");
 
     // The attack: every packet the exit can think of, then (after the
     // client handled them all) a second round, so that any answer the
