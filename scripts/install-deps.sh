@@ -4,6 +4,8 @@
 # `make demo`) and by CI. Says what it installs.
 #   build-essential, pkg-config: ring and libfuzzer-sys build C code
 #   iproute2 (ip, tc), nftables (nft): namespaces, routes, firewalls
+#   conntrack: an exit deletes a released NAT pool address's kernel
+#     flows before reusing it (and its tests watch that)
 #   iputils-ping: the end-to-end tests ping through the tunnel
 #   iptables: the test network's link delay and loss (NFQUEUE, statistic)
 #   xvfb, xauth, libgl1-mesa-dri, libgl1, libegl1: the desktop app's
@@ -15,7 +17,7 @@
 #   iperf3, wireguard-go + wireguard-tools (the WireGuard baselines) and
 #   tor (the Tor baseline: a private Tor network)
 set -euo pipefail
-packages=(build-essential pkg-config ca-certificates iproute2 nftables iputils-ping iptables
+packages=(build-essential pkg-config ca-certificates iproute2 nftables conntrack iputils-ping iptables
     xvfb xauth libgl1-mesa-dri libgl1 libegl1 dbus-daemon fonts-dejavu-core time)
 if [ "${1:-}" = bench ]; then
     packages+=(iperf3 wireguard-go wireguard-tools tor)

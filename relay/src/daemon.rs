@@ -25,11 +25,12 @@ use trine_link::{CircuitStream, Endpoint, Link, LinkConfig};
 use crate::cellqueue::{CellSender, cell_queue};
 use crate::config::Config;
 use crate::directory::{self, ConsensusCache};
+use crate::exit::conntrack::Forgotten;
 use crate::exit::engine::ExitEngine;
 use crate::exit::runtime::{DnsAnswer, ExitRuntime, TUN_QUEUE};
 use crate::keys::KeyStore;
 use crate::limits::{SourceLimiter, TokenBucket};
-use crate::metrics::{self, Snapshot};
+use crate::metrics::{self, ExitSnapshot, Snapshot};
 use trine_node::cache::ConsensusStore;
 
 /// Cells queued toward one circuit stream before further cells are dropped.
@@ -143,16 +144,18 @@ pub async fn run(
 
     let (tun_tx, mut from_tun) = mpsc::channel::<Vec<u8>>(TUN_QUEUE);
     let (dns_tx, mut dns_answers) = mpsc::channel::<DnsAnswer>(TUN_QUEUE);
+    let (forgotten_tx, mut forgotten) = mpsc::unbounded_channel::<Forgotten>();
     let exit = if config.exit {
         Some(ExitRuntime::start(
             &config.exit_settings,
             config.circuits.max_circuits,
             tun_tx,
             dns_tx,
+            forgotten_tx,
         )?)
     } else {
         // Kept so the receivers stay open (and quiet) on a non-exit relay.
-        drop((tun_tx, dns_tx));
+        drop((tun_tx, dns_tx, forgotten_tx));
         None
     };
 
@@ -226,6 +229,11 @@ pub async fn run(
             }
             Some(cell) = from_tun.recv() => core.tun_packet(cell),
             Some(answer) = dns_answers.recv() => core.dns_answer(answer),
+            Some(done) = forgotten.recv() => {
+                if let Some(exit) = &mut core.exit {
+                    exit.forgotten(done);
+                }
+            }
             _ = &mut shutdown => break,
         }
         core.flush();
@@ -265,12 +273,11 @@ impl Core {
             core: self.table.stats().clone(),
             circuits_open: self.table.circuit_count(),
             links_open: self.links.len(),
-            exit: self.exit.as_ref().map(|exit| {
-                (
-                    exit.engine.stats.clone(),
-                    exit.io_stats.clone(),
-                    exit.engine.leased(),
-                )
+            exit: self.exit.as_ref().map(|exit| ExitSnapshot {
+                stats: exit.engine.stats.clone(),
+                io: exit.io_stats.clone(),
+                leased: exit.engine.leased(),
+                quarantined: exit.engine.quarantined(),
             }),
             ..self.snapshot.clone()
         }
@@ -424,7 +431,7 @@ impl Core {
                 } => self.extend(circuit, target, addresses),
                 RelayEvent::Closed { circuit } => {
                     if let Some(exit) = &mut self.exit {
-                        exit.engine.closed(circuit);
+                        exit.closed(circuit);
                     }
                 }
             }

@@ -31,8 +31,21 @@ pub struct Snapshot {
     pub datagram_too_large: u64,
     /// Onion-key rotations since start.
     pub onion_rotations: u64,
-    /// Exit counters, I/O counters and pool addresses leased (exits only).
-    pub exit: Option<(ExitStats, ExitIoStats, usize)>,
+    /// Exits only.
+    pub exit: Option<ExitSnapshot>,
+}
+
+/// An exit's counters and pool gauges.
+#[derive(Debug, Clone, Default)]
+pub struct ExitSnapshot {
+    /// The engine's counters.
+    pub stats: ExitStats,
+    /// The I/O counters.
+    pub io: ExitIoStats,
+    /// Pool addresses leased to circuits.
+    pub leased: usize,
+    /// Pool addresses in quarantine.
+    pub quarantined: usize,
 }
 
 /// Renders `snapshot` in the Prometheus text format (version 0.0.4).
@@ -138,12 +151,31 @@ pub fn render(snapshot: &Snapshot) -> String {
         "Cells dropped, by reason.",
         &drops,
     );
-    if let Some((exit, io, leased)) = &snapshot.exit {
+    if let Some(ExitSnapshot {
+        stats: exit,
+        io,
+        leased,
+        quarantined,
+    }) = &snapshot.exit
+    {
         metric(
             "exit_pool_leased",
             "gauge",
             "Exit NAT pool addresses leased to circuits.",
             &[("", *leased as u64)],
+        );
+        metric(
+            "exit_pool_quarantined",
+            "gauge",
+            "Exit NAT pool addresses released by closed circuits and not yet reusable.",
+            &[("", *quarantined as u64)],
+        );
+        metric(
+            "exit_conntrack_failed_total",
+            "counter",
+            "Released pool addresses whose connection tracking entries could not be deleted \
+             (kept in quarantine).",
+            &[("", io.conntrack_failed)],
         );
         metric(
             "exit_dns_queries_total",

@@ -8,10 +8,16 @@
 //!   client: the exit's forward chain drops them (counted `unsolicited`).
 //! - ICMP errors a client sends leave translated or not at all: never with
 //!   the pool address as their source (the exit counts them `invalid`).
+//! - A pool address a closed circuit leaves behind inherits none of its
+//!   connections: with a pool of one address, the next circuit gets it,
+//!   and the web host's late packets on the first circuit's connection
+//!   never reach the second (the exit deleted its conntrack entries, so
+//!   the web host's connection is reset).
 //!
 //! Without root these tests fail; set TRINE_SKIP_NETNS=1 to skip them
-//! knowingly. Namespaces are named `trxf<pid>…`; leftovers of dead runs are
-//! removed first, and this run's are removed even when a test fails.
+//! knowingly. Namespaces are named `trxf<pid>…` and `trxq<pid>…`; leftovers
+//! of dead runs are removed first, and this run's are removed even when a
+//! test fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 mod common;
@@ -20,7 +26,7 @@ mod exitnet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use exitnet::{ExitNet, Tunnel, UDP_PORT, WEB, udp_from, udp_packet};
+use exitnet::{ExitNet, LONG_TCP_PORT, POKE_PORT, Tunnel, UDP_PORT, WEB, udp_from, udp_packet};
 use trine_circuit::ip::{self, TUNNEL_CLIENT_V4};
 use trine_testnet::netns_tests_enabled;
 
@@ -38,6 +44,20 @@ fn the_exit_host_forwards_only_what_circuits_need() {
     net.run_client("client_attacked_from_internet");
 }
 
+/// A pool of one address (a /29 limited by one circuit at a time): a
+/// second circuit is certain to get the first one's.
+const TINY_POOL: &str = "10.200.0.0/29";
+const ONE_CIRCUIT: &[(&str, &str)] = &[("max_circuits", "1"), ("max_circuits_per_link", "1")];
+
+#[test]
+fn a_reused_pool_address_inherits_no_connections() {
+    if !netns_tests_enabled() {
+        return;
+    }
+    let net = ExitNet::start_with("trxq", TINY_POOL, ONE_CIRCUIT);
+    net.run_client("client_reusing_an_address");
+}
+
 /// Runs in the web namespace: see [`exitnet::web_host_main`].
 #[test]
 #[ignore = "helper: run inside a namespace by the exit test"]
@@ -49,6 +69,75 @@ fn web_host() {
 #[ignore = "helper: run inside a namespace by the exit test"]
 fn client_attacked_from_internet() {
     exitnet::client_main(attacked_from_internet());
+}
+
+#[test]
+#[ignore = "helper: run inside a namespace by the exit test"]
+fn client_reusing_an_address() {
+    exitnet::client_main(reusing_an_address());
+}
+
+async fn reusing_an_address() {
+    let web_long = SocketAddr::from((WEB, LONG_TCP_PORT));
+    let web_udp = SocketAddr::from((WEB, UDP_PORT));
+    let poke = SocketAddr::from((WEB, POKE_PORT));
+
+    // User A: a connection the web host holds, alive while A's circuit is.
+    let mut a = Tunnel::open(exitnet::two_hops()).await;
+    let greeting = exitnet::tcp_greeting(&mut a, web_long, 40_100).await;
+    assert!(greeting.starts_with("saw "), "{greeting}");
+    a.send(&udp_packet(40_101, poke, b"poke"));
+    let verdict = a.expect(|p| udp_from(p, poke).is_some()).await;
+    assert_eq!(udp_from(&verdict, poke).unwrap(), b"alive");
+    a.close();
+    exitnet::poll("A's circuit closed at the exit", || {
+        exitnet::exit_metric("trine_relay_circuits_closed_total ") >= 1
+    });
+
+    // User B: its packets find the pool full until A's address is free
+    // again; then an answer proves B holds it.
+    let mut b = Tunnel::open(exitnet::two_hops()).await;
+    let mut received = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    'leased: loop {
+        b.send(&udp_packet(40_200, web_udp, b"hello"));
+        while let Some(packet) = b.next(Duration::from_millis(200)).await {
+            let answered = udp_from(&packet, web_udp).is_some();
+            received.push(packet);
+            if answered {
+                break 'leased;
+            }
+        }
+        assert!(Instant::now() < deadline, "B never got A's old address");
+    }
+    assert_eq!(exitnet::exit_metric("trine_relay_exit_pool_leased "), 1);
+
+    // The web host writes on A's connection, then says what became of it.
+    b.send(&udp_packet(40_201, poke, b"poke"));
+    let verdict = loop {
+        let packet = b
+            .next(Duration::from_secs(15))
+            .await
+            .expect("no answer to the poke");
+        match udp_from(&packet, poke) {
+            Some(verdict) => break verdict,
+            None => received.push(packet),
+        }
+    };
+    let inherited = received
+        .iter()
+        .filter(|p| exitnet::is_tcp_from(p, LONG_TCP_PORT))
+        .count();
+    assert_eq!(inherited, 0, "B received packets of A's connection");
+    assert_eq!(verdict, b"reset", "A's connection still maps to the pool");
+    assert_eq!(
+        exitnet::exit_metric("trine_relay_exit_pool_quarantined "),
+        0
+    );
+    assert_eq!(
+        exitnet::exit_metric("trine_relay_exit_conntrack_failed_total "),
+        0
+    );
 }
 
 async fn attacked_from_internet() {

@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use trine_circuit::ip::{self, PacketInfo};
 
-use super::nat::NatPool;
+use super::nat::{NatPool, Released};
 use super::policy::{ExitPolicy, Refusal};
 
 /// The DNS port on the tunnel's virtual resolver.
@@ -188,14 +188,25 @@ impl<C: Copy + Eq + Hash> ExitEngine<C> {
         ip::build_udp(resolver, client, answer, out).is_ok()
     }
 
-    /// `circuit` is gone: its pool address may be reused.
-    pub fn closed(&mut self, circuit: C) {
-        self.nat.release(circuit);
+    /// `circuit` is gone: its pool address goes into quarantine, and is
+    /// returned (if it had one) for the kernel to forget its flows.
+    pub fn closed(&mut self, circuit: C) -> Option<Released> {
+        self.nat.release(circuit)
+    }
+
+    /// The kernel has forgotten `released`'s flows: it may be leased again.
+    pub fn reusable(&mut self, released: Released) {
+        self.nat.reusable(released);
     }
 
     /// Pool addresses leased now.
     pub fn leased(&self) -> usize {
         self.nat.leased()
+    }
+
+    /// Pool addresses in quarantine now.
+    pub fn quarantined(&self) -> usize {
+        self.nat.quarantined()
     }
 }
 
@@ -259,7 +270,9 @@ mod tests {
         assert_eq!(ip::parse(&answer).unwrap().dst, client4());
         assert!(ip::transport_checksum_ok(&answer).unwrap());
 
-        exit.closed(7);
+        let released = exit.closed(7).unwrap();
+        assert_eq!(released.addresses()[0], out.src);
+        assert_eq!(exit.quarantined(), 1);
         let mut late = Vec::new();
         ip::build_udp(web, SocketAddr::new(out.src, 40_000), b"late", &mut late).unwrap();
         assert_eq!(

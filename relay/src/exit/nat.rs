@@ -3,9 +3,11 @@
 //! prefixes routed to the exit's TUN device; the kernel masquerades them
 //! behind the exit's public address. Replies come back to the pool address,
 //! which names the circuit, so no port table is needed and every protocol
-//! (TCP, UDP, ICMP) maps back the same way.
+//! (TCP, UDP, ICMP) maps back the same way. An address a circuit gives
+//! back is quarantined: leased again only once the kernel has forgotten
+//! its flows (see [`super::conntrack`]), never if it could not.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
 use std::net::IpAddr;
 
@@ -14,9 +16,9 @@ use super::policy::Cidr;
 /// Index 0 is the network address and index 1 the TUN's own address.
 const FIRST_CLIENT_INDEX: u128 = 2;
 
-/// Pool addresses, each leased to one circuit `C` until it closes. Fresh
-/// addresses go first, then the longest-free one, so a late reply to a
-/// closed circuit's flow is unlikely to reach a new circuit.
+/// Pool addresses, each leased to one circuit `C` until it closes, then
+/// quarantined until [`NatPool::reusable`] frees it. Fresh addresses go
+/// first, then the longest-free one.
 #[derive(Debug)]
 pub struct NatPool<C> {
     v4: Cidr,
@@ -24,8 +26,25 @@ pub struct NatPool<C> {
     capacity: u128,
     by_circuit: HashMap<C, u128>,
     by_index: HashMap<u128, C>,
+    quarantine: HashSet<u128>,
     free: VecDeque<u128>,
     next_fresh: u128,
+}
+
+/// The addresses (one per family) a closed circuit leased: in quarantine
+/// until the kernel's flows of each are deleted. Not `Clone`: each
+/// release frees its address at most once.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Released {
+    index: u128,
+    addresses: Vec<IpAddr>,
+}
+
+impl Released {
+    /// The addresses whose flows must go.
+    pub fn addresses(&self) -> &[IpAddr] {
+        &self.addresses
+    }
 }
 
 impl<C: Copy + Eq + Hash> NatPool<C> {
@@ -43,6 +62,7 @@ impl<C: Copy + Eq + Hash> NatPool<C> {
             capacity,
             by_circuit: HashMap::new(),
             by_index: HashMap::new(),
+            quarantine: HashSet::new(),
             free: VecDeque::new(),
             next_fresh: FIRST_CLIENT_INDEX,
         }
@@ -88,17 +108,36 @@ impl<C: Copy + Eq + Hash> NatPool<C> {
         self.by_index.get(&prefix.index_of(address)?).copied()
     }
 
-    /// Returns `circuit`'s address to the pool.
-    pub fn release(&mut self, circuit: C) {
-        if let Some(index) = self.by_circuit.remove(&circuit) {
-            self.by_index.remove(&index);
-            self.free.push_back(index);
+    /// Takes `circuit`'s address back into quarantine; `None` if it had
+    /// none.
+    pub fn release(&mut self, circuit: C) -> Option<Released> {
+        let index = self.by_circuit.remove(&circuit)?;
+        self.by_index.remove(&index);
+        self.quarantine.insert(index);
+        let addresses = [Some(self.v4), self.v6]
+            .into_iter()
+            .flatten()
+            .filter_map(|prefix| prefix.nth(index))
+            .collect();
+        Some(Released { index, addresses })
+    }
+
+    /// The kernel has forgotten `released`'s flows: its address may be
+    /// leased again.
+    pub fn reusable(&mut self, released: Released) {
+        if self.quarantine.remove(&released.index) {
+            self.free.push_back(released.index);
         }
     }
 
     /// Addresses leased now.
     pub fn leased(&self) -> usize {
         self.by_circuit.len()
+    }
+
+    /// Addresses in quarantine now.
+    pub fn quarantined(&self) -> usize {
+        self.quarantine.len()
     }
 }
 
@@ -129,8 +168,10 @@ mod tests {
             assert!(pool.lease(circuit, ip("1.1.1.1")).is_some());
         }
         assert_eq!(pool.lease(6, ip("1.1.1.1")), None, "pool is full");
-        pool.release(1);
+        let released = pool.release(1).unwrap();
+        assert_eq!(released.addresses(), [a4, ip("fd74:7265::2")]);
         assert_eq!(pool.circuit_of(a4), None);
+        pool.reusable(released);
         assert_eq!(pool.lease(6, ip("1.1.1.1")), Some(a4));
         assert_eq!(pool.leased(), 5);
         assert_eq!(pool.circuit_of(ip("10.200.0.7")), None);
@@ -144,5 +185,47 @@ mod tests {
         assert!(pool.lease(1, ip("1.1.1.1")).is_some());
         assert!((2..=10).all(|c| pool.lease(c, ip("1.1.1.1")).is_some()));
         assert!(pool.lease(11, ip("1.1.1.1")).is_none(), "limit reached");
+        let released = pool.release(1).unwrap();
+        assert_eq!(released.addresses(), [ip("10.200.0.2")]);
+    }
+
+    #[test]
+    fn a_released_address_is_leased_again_only_once_reusable() {
+        // A /30 has one client address (index 2).
+        let mut pool: NatPool<u64> = NatPool::new("10.200.0.0/30".parse().unwrap(), None, 10);
+        let a = pool.lease(1, ip("1.1.1.1")).unwrap();
+        assert_eq!(pool.lease(2, ip("1.1.1.1")), None);
+        let released = pool.release(1).unwrap();
+        assert_eq!(pool.release(1), None, "released once");
+        assert_eq!((pool.leased(), pool.quarantined()), (0, 1));
+        assert_eq!(pool.lease(2, ip("1.1.1.1")), None, "quarantined");
+        assert_eq!(pool.circuit_of(a), None);
+        pool.reusable(released);
+        assert_eq!(pool.quarantined(), 0);
+        assert_eq!(pool.lease(2, ip("1.1.1.1")), Some(a));
+        assert_eq!(pool.circuit_of(a), Some(2));
+    }
+
+    #[test]
+    fn an_address_never_made_reusable_stays_out_while_others_cycle() {
+        let mut pool: NatPool<u64> = NatPool::new("10.200.0.0/29".parse().unwrap(), None, 10);
+        // Indexes 2..=6: five addresses.
+        for circuit in 1..=5 {
+            pool.lease(circuit, ip("1.1.1.1")).unwrap();
+        }
+        let stuck = pool.release(1).unwrap();
+        for round in 0..20 {
+            let circuit = 2 + round % 4;
+            let released = pool.release(circuit).unwrap();
+            pool.reusable(released);
+            let again = pool.lease(circuit, ip("1.1.1.1")).unwrap();
+            assert_ne!(
+                again,
+                stuck.addresses()[0],
+                "a quarantined address was leased"
+            );
+        }
+        assert_eq!(pool.lease(9, ip("1.1.1.1")), None, "four leased, one stuck");
+        assert_eq!((pool.leased(), pool.quarantined()), (4, 1));
     }
 }

@@ -1,7 +1,9 @@
 //! The exit's async shell: reads the TUN device into the core loop, writes
 //! client packets to it (after the policy's protocol check, which the
 //! engine does not make), and forwards DNS queries to the upstream
-//! resolver through the [`DnsScreen`]. The core loop owns the
+//! resolver through the [`DnsScreen`]; hands the pool addresses of closed
+//! circuits to the [`Forgetter`] and takes them back into use once the
+//! kernel has forgotten their flows. The core loop owns the
 //! [`ExitRuntime`]; the tasks here only move bytes.
 
 use std::net::{IpAddr, SocketAddr};
@@ -16,6 +18,7 @@ use trine_circuit::CircuitHandle;
 use trine_circuit::cell;
 use trine_circuit::ip;
 
+use super::conntrack::{self, Forgetter, Forgotten};
 use super::dns::DnsScreen;
 use super::engine::{ExitEngine, Outbound};
 use super::nat::NatPool;
@@ -54,6 +57,9 @@ pub struct ExitIoStats {
     pub tun_full: u64,
     /// DNS queries dropped because too many were in flight.
     pub dns_busy: u64,
+    /// Released pool addresses whose flows could not be deleted (they
+    /// stay in quarantine for good).
+    pub conntrack_failed: u64,
 }
 
 /// Exit mode, running.
@@ -69,16 +75,20 @@ pub struct ExitRuntime {
     dns_screen: Arc<DnsScreen>,
     dns_permits: Arc<Semaphore>,
     dns_answers: mpsc::Sender<DnsAnswer>,
+    forgetter: Forgetter,
 }
 
 impl ExitRuntime {
-    /// Sets up the TUN device and nftables, and starts reading the TUN
-    /// into `from_tun` (as unsealed DATA cells). DNS answers will arrive on `dns_answers`.
+    /// Sets up the TUN device and nftables, deletes the pool's leftover
+    /// flows, and starts reading the TUN into `from_tun` (as unsealed DATA
+    /// cells). DNS answers will arrive on `dns_answers`, released pool
+    /// addresses whose flows were deleted (or not) on `forgotten`.
     pub fn start(
         settings: &ExitSettings,
         max_circuits: usize,
         from_tun: mpsc::Sender<Vec<u8>>,
         dns_answers: mpsc::Sender<DnsAnswer>,
+        forgotten: mpsc::UnboundedSender<Forgotten>,
     ) -> anyhow::Result<Self> {
         let dns_upstream = settings
             .dns_upstream
@@ -107,12 +117,20 @@ impl ExitRuntime {
             nat.prefixes(),
             nat.gateway(),
         )?);
+        // A previous run's flows must not reach this run's circuits.
+        let (pool4, pool6) = nat.prefixes();
+        conntrack::forget_prefixes(
+            &[Some(pool4), pool6]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+        )?;
+        let forgetter = Forgetter::start(forgotten)?;
         // Read after the TUN exists: its gateway addresses count as our
         // own. So do the advertised ones, which behind a 1:1 NAT are on no
         // interface yet reach this host.
         let mut own = system::own_addresses()?;
         own.extend(&settings.advertised);
-        let (pool4, pool6) = nat.prefixes();
         let policy = ExitPolicy::new(settings.allow_networks.clone(), own, settings.ports.clone())
             .with_pools([pool4].into_iter().chain(pool6))
             .with_protocols(settings.protocols);
@@ -133,7 +151,35 @@ impl ExitRuntime {
             dns_screen,
             dns_permits: Arc::new(Semaphore::new(DNS_IN_FLIGHT)),
             dns_answers,
+            forgetter,
         })
+    }
+
+    /// `circuit` is gone: its pool address goes into quarantine while the
+    /// kernel forgets its flows.
+    pub fn closed(&mut self, circuit: CircuitHandle) {
+        if let Some(released) = self.engine.closed(circuit) {
+            if !self.forgetter.forget(released) {
+                self.io_stats.conntrack_failed += 1;
+                warn!("the conntrack thread is gone: a pool address stays in quarantine");
+            }
+        }
+    }
+
+    /// The kernel's flows of a released pool address are deleted (it may
+    /// be leased again), or could not be (it stays in quarantine).
+    pub fn forgotten(&mut self, forgotten: Forgotten) {
+        match forgotten.outcome {
+            Ok(()) => self.engine.reusable(forgotten.released),
+            Err(error) => {
+                self.io_stats.conntrack_failed += 1;
+                warn!(
+                    %error,
+                    addresses = ?forgotten.released.addresses(),
+                    "cannot delete a released pool address's flows: it stays in quarantine"
+                );
+            }
+        }
     }
 
     /// Handles a packet from `circuit`. Writes into `reply` a packet to

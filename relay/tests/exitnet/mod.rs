@@ -60,6 +60,12 @@ impl ExitNet {
     /// through the exit (an "internet" neighbour that could reach it) and
     /// an nftables table `inet watch` for [`ExitNet::count_at_web`].
     pub fn start(prefix: &str, pool_v4: &str) -> Self {
+        Self::start_with(prefix, pool_v4, &[])
+    }
+
+    /// [`ExitNet::start`] with these `key = value` settings in the exit's
+    /// configuration.
+    pub fn start_with(prefix: &str, pool_v4: &str, settings: &[(&str, &str)]) -> Self {
         let node = |role, ipv4| Node {
             role,
             ipv4,
@@ -86,6 +92,9 @@ impl ExitNet {
         text = common::set_key(&text, "exit", "true");
         text = common::set_key(&text, "dns_upstream", &format!("\"{WEB}:{DNS_PORT}\""));
         text = common::set_key(&text, "pool_v4", &format!("\"{pool_v4}\""));
+        for (key, value) in settings {
+            text = common::set_key(&text, key, value);
+        }
         std::fs::write(&config, text).unwrap();
         let forwarding_before = sysctl(&net.ns("e"), "net.ipv4.ip_forward");
         for (role, dir) in [("e", &exit_dir), ("m", &middle_dir)] {
