@@ -761,6 +761,13 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
         true
     }
 
+    /// The link `circuit` came in on (toward the client), and whether its
+    /// peer had proved a relay identity when the circuit was created.
+    pub fn previous_hop(&self, circuit: CircuitHandle) -> Option<(LinkId, bool)> {
+        let entry = self.circuits.get(&circuit)?;
+        Some((entry.prev.link, entry.prev_is_relay))
+    }
+
     /// The shell could not reach the relay an [`RelayEvent::Extend`] named
     /// (or it was not who it should be). Tells the client.
     pub fn extend_failed(&mut self, circuit: CircuitHandle, reason: Reason) {

@@ -20,6 +20,7 @@ pub mod guards;
 pub mod params;
 pub mod path;
 pub mod policy;
+pub mod reserved;
 pub mod rules;
 pub mod verify;
 pub mod vote;

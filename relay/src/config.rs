@@ -11,6 +11,7 @@ use serde::Deserialize;
 use trine_node::authorities::Authorities;
 
 use crate::exit::policy::{Cidr, PortRule, Protocols};
+use crate::extend::DialLimits;
 
 pub use trine_node::config::ConfigError;
 
@@ -37,6 +38,8 @@ struct File {
     link: LinkFile,
     #[serde(default)]
     directory: DirectoryFile,
+    #[serde(default)]
+    extend: ExtendFile,
     #[serde(default)]
     exit_network: ExitNetwork,
     #[serde(default)]
@@ -72,6 +75,27 @@ impl Default for DirectoryFile {
         Self {
             authorities: String::new(),
             publish_every_secs: 1800,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ExtendFile {
+    private_networks: Vec<String>,
+    failed_dials_per_circuit: u32,
+    failed_dials_per_link_burst: f64,
+    failed_dials_per_link_per_sec: f64,
+}
+
+impl Default for ExtendFile {
+    fn default() -> Self {
+        let limits = DialLimits::default();
+        Self {
+            private_networks: Vec::new(),
+            failed_dials_per_circuit: limits.per_circuit,
+            failed_dials_per_link_burst: limits.per_link_burst,
+            failed_dials_per_link_per_sec: limits.per_link_per_second,
         }
     }
 }
@@ -224,6 +248,17 @@ pub struct Config {
     /// The directory authorities to publish to and fetch from, and how
     /// often to republish; `None`: stay out of the directory.
     pub directory: Option<(Authorities, Duration)>,
+    /// Where an EXTEND may make this relay dial.
+    pub extend: ExtendSettings,
+}
+
+/// Where an EXTEND may make this relay dial (`extend.rs` decides).
+#[derive(Debug, Clone)]
+pub struct ExtendSettings {
+    /// Networks dialed although not global unicast (test networks only).
+    pub private_networks: Vec<Cidr>,
+    /// Failed dials allowed per circuit and per client link.
+    pub limits: DialLimits,
 }
 
 /// Exit-mode settings.
@@ -396,6 +431,8 @@ impl Config {
                 Duration::from_secs(file.directory.publish_every_secs),
             ))
         };
+        let extend =
+            extend_settings(&file.extend).map_err(|(field, problem)| invalid(field, problem))?;
         let key_dir = if file.key_dir.is_absolute() {
             file.key_dir
         } else {
@@ -424,8 +461,47 @@ impl Config {
             link_idle_timeout: Duration::from_secs(file.link.quic_idle_timeout_secs),
             link_keep_alive: Duration::from_secs(file.link.quic_keep_alive_secs),
             directory,
+            extend,
         })
     }
+}
+
+/// The `[extend]` section, validated.
+fn extend_settings(file: &ExtendFile) -> Result<ExtendSettings, (&'static str, String)> {
+    let private_networks = file
+        .private_networks
+        .iter()
+        .map(|text| text.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|problem| ("extend.private_networks", problem))?;
+    if file.failed_dials_per_circuit == 0 {
+        return Err((
+            "extend.failed_dials_per_circuit",
+            "must be at least 1".into(),
+        ));
+    }
+    let burst = file.failed_dials_per_link_burst;
+    if !(burst >= 1.0 && burst.is_finite()) {
+        return Err((
+            "extend.failed_dials_per_link_burst",
+            "must be at least 1".into(),
+        ));
+    }
+    let rate = file.failed_dials_per_link_per_sec;
+    if !(rate > 0.0 && rate.is_finite()) {
+        return Err((
+            "extend.failed_dials_per_link_per_sec",
+            "must be a positive number".into(),
+        ));
+    }
+    Ok(ExtendSettings {
+        private_networks,
+        limits: DialLimits {
+            per_circuit: file.failed_dials_per_circuit,
+            per_link_burst: burst,
+            per_link_per_second: rate,
+        },
+    })
 }
 
 /// The exit settings of the file; an exit must name its DNS resolver.
@@ -614,6 +690,18 @@ quic_keep_alive_secs = 10
 authorities = ""
 publish_every_secs = 1800         # republish this often (and on key rotation)
 
+[extend]
+# An EXTEND asks this relay to dial the next relay of a client's circuit.
+# Only global unicast addresses that are not this relay's own (listen,
+# advertise, its interfaces) are dialed and, with `[directory] authorities`
+# set, only where the consensus held lists the named relay. Networks listed
+# here are dialed although not global (loopback, private, 198.18.0.0/15,
+# ...): for test networks only; a public relay leaves this empty.
+private_networks = []
+failed_dials_per_circuit = 4      # dials that may fail on one circuit
+failed_dials_per_link_burst = 8.0 # ...for one client link at once,
+failed_dials_per_link_per_sec = 0.5 # refilled this fast
+
 # Used only when exit = true. The exit runs as root: it creates a TUN
 # device, turns on IP forwarding and installs the nftables table
 # `inet trine_exit` (removed again on stop). Each circuit gets its own
@@ -673,6 +761,8 @@ mod tests {
         assert_eq!(config.nickname, "relay1");
         assert!(config.exit && config.circuits.exit);
         assert_eq!(config.advertise, vec![config.listen]);
+        assert!(config.extend.private_networks.is_empty());
+        assert_eq!(config.extend.limits, crate::extend::DialLimits::default());
         assert_eq!(config.key_dir, Path::new("/etc/trine/keys"));
         assert_eq!(config.metrics, Some("127.0.0.1:9464".parse().unwrap()));
         assert_eq!(config.bandwidth, None);
@@ -823,6 +913,18 @@ mod tests {
                 "max_circuits",
             ),
             ("listen = \"127.0.0.1:1\"", "nickname"),
+            (
+                &format!("{base}[extend]\nprivate_networks = [\"10.0.0.0/33\"]"),
+                "extend.private_networks",
+            ),
+            (
+                &format!("{base}[extend]\nfailed_dials_per_circuit = 0"),
+                "extend.failed_dials_per_circuit",
+            ),
+            (
+                &format!("{base}[extend]\nfailed_dials_per_link_per_sec = 0.0"),
+                "extend.failed_dials_per_link_per_sec",
+            ),
         ];
         for (text, field) in cases {
             let message = parse(text).unwrap_err().to_string();

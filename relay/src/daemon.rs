@@ -8,9 +8,9 @@
 //! locked.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::OsRng;
@@ -28,6 +28,8 @@ use crate::directory::{self, ConsensusCache};
 use crate::exit::conntrack::Forgotten;
 use crate::exit::engine::ExitEngine;
 use crate::exit::runtime::{DnsAnswer, ExitRuntime, TUN_QUEUE};
+use crate::exit::system::own_addresses;
+use crate::extend::{DialBudget, ExtendPolicy, Refusal};
 use crate::keys::KeyStore;
 use crate::limits::{SourceLimiter, TokenBucket};
 use crate::metrics::{self, ExitSnapshot, Snapshot};
@@ -79,6 +81,14 @@ enum Input {
     ExtendFailed {
         circuit: CircuitHandle,
         reason: Reason,
+    },
+    /// An EXTEND's dials are over: `failed` of the `reserved` attempts
+    /// failed.
+    Dialed {
+        circuit: CircuitHandle,
+        client_link: Option<LinkId>,
+        reserved: usize,
+        failed: usize,
     },
 }
 
@@ -182,6 +192,12 @@ pub async fn run(
         exit,
         tap,
         cache,
+        extends: ExtendPolicy::new(
+            config.extend.private_networks.clone(),
+            own_ips(&config),
+            config.directory.is_some(),
+        ),
+        dials: DialBudget::new(config.extend.limits),
     };
     let mut input_rx = input_rx;
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
@@ -264,6 +280,8 @@ struct Core {
     exit: Option<ExitRuntime>,
     tap: Option<Box<dyn ExitTap>>,
     cache: ConsensusCache,
+    extends: ExtendPolicy,
+    dials: DialBudget<CircuitHandle>,
 }
 
 impl Core {
@@ -306,6 +324,7 @@ impl Core {
                 }
                 self.writers.retain(|end, _| end.link != id);
                 self.table.link_closed(id);
+                self.dials.link_closed(id);
             }
             Input::StreamUp { end, writer } => {
                 self.writers.insert(end, writer);
@@ -330,6 +349,16 @@ impl Core {
                 }
             }
             Input::ExtendFailed { circuit, reason } => self.table.extend_failed(circuit, reason),
+            Input::Dialed {
+                circuit,
+                client_link,
+                reserved,
+                failed,
+            } => {
+                self.snapshot.extend_dials_failed += failed as u64;
+                self.dials
+                    .release(circuit, client_link, reserved.saturating_sub(failed));
+            }
         }
     }
 
@@ -413,6 +442,28 @@ impl Core {
 
     /// Sends everything the table queued and acts on its events.
     fn flush(&mut self) {
+        self.send_queued();
+        while let Some(event) = self.table.poll_event() {
+            match event {
+                RelayEvent::Extend {
+                    circuit,
+                    target,
+                    addresses,
+                } => self.extend(circuit, target, addresses),
+                RelayEvent::Closed { circuit } => {
+                    self.dials.circuit_closed(circuit);
+                    if let Some(exit) = &mut self.exit {
+                        exit.closed(circuit);
+                    }
+                }
+            }
+        }
+        // What the events queued (TRUNCATED for a refused EXTEND).
+        self.send_queued();
+    }
+
+    /// Sends everything the table queued.
+    fn send_queued(&mut self) {
         while let Some(RelayTransmit { to, channel, bytes }) = self.table.poll_transmit() {
             let is_destroy = bytes.first() == Some(&(LinkCommand::Destroy as u8));
             self.send(to, channel, bytes);
@@ -422,20 +473,13 @@ impl Core {
                 self.writers.remove(&to);
             }
         }
-        while let Some(event) = self.table.poll_event() {
-            match event {
-                RelayEvent::Extend {
-                    circuit,
-                    target,
-                    addresses,
-                } => self.extend(circuit, target, addresses),
-                RelayEvent::Closed { circuit } => {
-                    if let Some(exit) = &mut self.exit {
-                        exit.closed(circuit);
-                    }
-                }
-            }
-        }
+    }
+
+    /// Answers an EXTEND without dialing anything: TRUNCATED, counted.
+    fn refuse_extend(&mut self, circuit: CircuitHandle, refusal: Refusal) {
+        debug!(reason = refusal.name(), "extend refused");
+        *self.snapshot.extend_refused.entry(refusal).or_default() += 1;
+        self.table.extend_failed(circuit, refusal.reason());
     }
 
     fn send(&mut self, to: CircuitRef, channel: Channel, bytes: Vec<u8>) {
@@ -463,18 +507,48 @@ impl Core {
     }
 
     /// Opens a circuit toward `target`, over an existing link when there
-    /// is one, otherwise dialing it.
+    /// is one, otherwise dialing it at the addresses the EXTEND policy and
+    /// the failed-dial budget allow; refused, the client gets TRUNCATED.
     fn extend(&mut self, circuit: CircuitHandle, target: RelayId, addresses: Vec<SocketAddr>) {
+        let listed = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .held()
+            .and_then(|consensus| consensus.relay(&target))
+            .map(|entry| entry.addresses.clone());
+        let mut addresses = match self.extends.dialable(&addresses, listed.as_deref()) {
+            Ok(addresses) => addresses,
+            Err(refusal) => return self.refuse_extend(circuit, refusal),
+        };
         let existing = self
             .by_peer
             .get(&target)
             .and_then(|id| self.links.get(id).map(|entry| (*id, entry.link.clone())));
+        let client_link = self
+            .table
+            .previous_hop(circuit)
+            .and_then(|(link, is_relay)| (!is_relay).then_some(link));
+        if existing.is_none() {
+            let reserved =
+                self.dials
+                    .reserve(circuit, client_link, addresses.len(), Instant::now());
+            if reserved == 0 {
+                return self.refuse_extend(circuit, Refusal::RateLimited);
+            }
+            addresses.truncate(reserved);
+        }
         let endpoint = self.endpoint.clone();
         let input = self.input.clone();
+        let report = DialReport {
+            circuit,
+            client_link,
+            input: input.clone(),
+        };
         tokio::spawn(async move {
             let (id, link) = match existing {
                 Some(found) => found,
-                None => match dial(&endpoint, target, &addresses).await {
+                None => match dial(&endpoint, target, &addresses, &report).await {
                     Some(link) => {
                         let id = new_link_id();
                         let _ = input
@@ -525,17 +599,58 @@ impl Core {
     }
 }
 
-/// Dials `target` at each address in turn; the link verifies its identity.
-async fn dial(endpoint: &Endpoint, target: RelayId, addresses: &[SocketAddr]) -> Option<Link> {
+/// Whose failed-dial budget an EXTEND's dials came from.
+struct DialReport {
+    circuit: CircuitHandle,
+    client_link: Option<LinkId>,
+    input: mpsc::Sender<Input>,
+}
+
+/// Dials `target` at each address in turn (the link verifies its
+/// identity), then tells the core how many attempts failed.
+async fn dial(
+    endpoint: &Endpoint,
+    target: RelayId,
+    addresses: &[SocketAddr],
+    report: &DialReport,
+) -> Option<Link> {
+    let mut failed = 0;
+    let mut connected = None;
     for address in addresses {
         match tokio::time::timeout(Duration::from_secs(5), endpoint.connect(*address, target)).await
         {
-            Ok(Ok(link)) => return Some(link),
+            Ok(Ok(link)) => {
+                connected = Some(link);
+                break;
+            }
             Ok(Err(error)) => debug!(%error, "extend: dial failed"),
             Err(_) => debug!("extend: dial timed out"),
         }
+        failed += 1;
     }
-    None
+    let dialed = Input::Dialed {
+        circuit: report.circuit,
+        client_link: report.client_link,
+        reserved: addresses.len(),
+        failed,
+    };
+    let _ = report.input.send(dialed).await;
+    connected
+}
+
+/// The addresses that are this relay's own: where it listens, what it
+/// advertises and, as at start, every address on the host's interfaces.
+fn own_ips(config: &Config) -> Vec<IpAddr> {
+    let interfaces = own_addresses().unwrap_or_else(|error| {
+        warn!(%error, "EXTEND refuses only the configured addresses as this relay's own");
+        Vec::new()
+    });
+    let configured = config.advertise.iter().chain([&config.listen]);
+    configured
+        .map(SocketAddr::ip)
+        .chain(interfaces)
+        .filter(|ip| !ip.is_unspecified())
+        .collect()
 }
 
 /// The shell's name for a new link; never reused within a process.

@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 mod directory;
 mod exit;
+mod extend;
 pub mod keys;
 mod limits;
 mod metrics;

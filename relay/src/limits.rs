@@ -1,5 +1,6 @@
 //! Rate limits, sans-IO (time is passed in): a token bucket for the relay's
-//! bandwidth cap and a per-source-address CREATE limiter.
+//! bandwidth cap, a per-source-address CREATE limiter, and the buckets
+//! of the EXTEND dial budget (`extend.rs`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -40,6 +41,12 @@ impl TokenBucket {
         } else {
             false
         }
+    }
+
+    /// Returns `amount` tokens taken for something that did not happen
+    /// after all (never above the burst).
+    pub fn give_back(&mut self, amount: f64) {
+        self.tokens = (self.tokens + amount).min(self.burst);
     }
 
     /// Whether the bucket is full (an idle source).

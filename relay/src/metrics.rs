@@ -1,6 +1,7 @@
 //! Prometheus metrics: the text exposition format rendered from the relay's
 //! counters, served over plain HTTP on a loopback address.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
 
@@ -11,6 +12,7 @@ use trine_circuit::relay::{DropReason, RelayStats};
 
 use crate::exit::engine::ExitStats;
 use crate::exit::runtime::ExitIoStats;
+use crate::extend::Refusal;
 
 /// Everything exported, captured at one moment.
 #[derive(Debug, Clone, Default)]
@@ -21,6 +23,10 @@ pub struct Snapshot {
     pub circuits_open: usize,
     /// QUIC links currently open.
     pub links_open: usize,
+    /// EXTENDs refused without dialing, by why.
+    pub extend_refused: BTreeMap<Refusal, u64>,
+    /// Dial attempts for EXTENDs that failed or timed out.
+    pub extend_dials_failed: u64,
     /// CREATE cells refused by the per-source rate limit.
     pub create_rate_limited: u64,
     /// Cells dropped by the bandwidth cap.
@@ -121,6 +127,28 @@ pub fn render(snapshot: &Snapshot) -> String {
         "counter",
         "Onion-key rotations since start.",
         &[("", snapshot.onion_rotations)],
+    );
+    let refused: Vec<(String, u64)> = Refusal::ALL
+        .iter()
+        .map(|refusal| {
+            (
+                format!("{{reason=\"{}\"}}", refusal.name()),
+                snapshot.extend_refused.get(refusal).copied().unwrap_or(0),
+            )
+        })
+        .collect();
+    let refused: Vec<(&str, u64)> = refused.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+    metric(
+        "extend_refused_total",
+        "counter",
+        "EXTENDs answered with TRUNCATED without dialing, by reason.",
+        &refused,
+    );
+    metric(
+        "extend_dials_failed_total",
+        "counter",
+        "Dial attempts for EXTENDs that failed or timed out.",
+        &[("", snapshot.extend_dials_failed)],
     );
     let mut drops: Vec<(String, u64)> = DropReason::ALL
         .iter()
@@ -275,7 +303,12 @@ mod tests {
         let mut snapshot = Snapshot::default();
         snapshot.core.drops.insert(DropReason::Replay, 3);
         snapshot.circuits_open = 2;
+        snapshot.extend_refused.insert(Refusal::NotGlobal, 4);
         let text = render(&snapshot);
+        assert!(text.contains("trine_relay_extend_refused_total{reason=\"not_global\"} 4"));
+        for refusal in Refusal::ALL {
+            assert!(text.contains(&format!("reason=\"{}\"", refusal.name())));
+        }
         assert!(text.contains("trine_relay_cells_dropped_total{reason=\"replay\"} 3"));
         assert!(text.contains("trine_relay_circuits_open 2"));
         for reason in DropReason::ALL {

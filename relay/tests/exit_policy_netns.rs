@@ -106,6 +106,7 @@ fn prepare_relay(
     let id = init(&dir, name, listen);
     let config = dir.join("relay.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
+    text = set_key(&text, "private_networks", common::PRIVATE_BENCHMARKING);
     if let Some(edits) = exit_edits {
         text = set_key(&text, "exit", "true");
         for (key, value) in edits {

@@ -442,6 +442,8 @@ impl TrineNet {
                         // Notice a restarted neighbour within seconds.
                         ("link", "quic_idle_timeout_secs", "5".into()),
                         ("link", "quic_keep_alive_secs", "1".into()),
+                        // EXTEND dials only global addresses unless told.
+                        ("extend", "private_networks", "[\"198.18.0.0/15\"]".into()),
                     ];
                     if node.kind == Kind::Exit {
                         edits.push(("exit_network", "dns_upstream", format!("\"{WEB}:53\"")));

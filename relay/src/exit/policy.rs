@@ -15,52 +15,9 @@ use trine_circuit::ip::{PacketInfo, proto};
 /// adversaries use the same one.
 pub use trine_directory::Cidr;
 
-/// Networks no exit reaches unless the operator allows them: the IANA
-/// IPv4 and IPv6 special-purpose registries' entries that are not
-/// globally reachable or that tunnel into IPv4, and cloud hosts' own
-/// service addresses. 198.18.0.0/15 (benchmarking, RFC 2544) is left out
-/// on purpose: it is not routed on the internet, and Trine's namespace
-/// tests and testnet run on it.
-const RESERVED: &[&str] = &[
-    "0.0.0.0/8",        // "this network" (RFC 791)
-    "10.0.0.0/8",       // private (RFC 1918)
-    "100.64.0.0/10",    // carrier-grade NAT (RFC 6598), incl. Alibaba's metadata
-    "127.0.0.0/8",      // loopback
-    "168.63.129.16/32", // Azure's wireserver (host agent, DNS, health probes)
-    "169.254.0.0/16",   // link-local, incl. cloud metadata 169.254.169.254
-    "172.16.0.0/12",    // private (RFC 1918)
-    "192.0.0.0/24",     // IETF protocol assignments (RFC 6890)
-    "192.0.2.0/24",     // documentation TEST-NET-1 (RFC 5737)
-    "192.88.99.0/24",   // 6to4 relay anycast (RFC 7526, deprecated)
-    "192.168.0.0/16",   // private (RFC 1918)
-    "198.51.100.0/24",  // documentation TEST-NET-2 (RFC 5737)
-    "203.0.113.0/24",   // documentation TEST-NET-3 (RFC 5737)
-    "224.0.0.0/4",      // multicast
-    "240.0.0.0/4",      // reserved, incl. broadcast
-    "::/96",            // unspecified, loopback, IPv4-compatible (deprecated)
-    "::ffff:0:0/96",    // IPv4-mapped: would smuggle IPv4 past these rules
-    "64:ff9b::/96",     // NAT64 (RFC 6052): likewise
-    "64:ff9b:1::/48",   // local-use NAT64 (RFC 8215)
-    "100::/64",         // discard-only (RFC 6666)
-    "100:0:0:1::/64",   // dummy prefix (RFC 9780)
-    "2001::/23",        // IETF protocol assignments, incl. Teredo (embeds IPv4)
-    "2001:db8::/32",    // documentation (RFC 3849)
-    "2002::/16",        // 6to4 (RFC 3056): embeds IPv4, e.g. 2002:7f00:1::
-    "3fff::/20",        // documentation (RFC 9637)
-    "5f00::/16",        // segment routing SIDs (RFC 9602)
-    "fc00::/7",         // unique local, incl. AWS's metadata fd00:ec2::254
-    "fe80::/10",        // link-local
-    "fec0::/10",        // site-local (RFC 3879, deprecated)
-    "ff00::/8",         // multicast
-];
-
-/// The networks of [`RESERVED`], parsed.
-pub fn reserved_networks() -> Vec<Cidr> {
-    RESERVED
-        .iter()
-        .filter_map(|text| text.parse().ok())
-        .collect()
-}
+/// Networks no exit reaches unless the operator allows them: the list the
+/// relay's EXTEND policy uses too (198.18.0.0/15 stays reachable).
+pub use trine_directory::reserved::reserved_networks;
 
 /// IP protocols the operator may name in `exit_policy.protocols`, beside
 /// a number from 0 to 255. `icmp` is ICMP over IPv4 and ICMPv6 over IPv6.
@@ -297,11 +254,6 @@ mod tests {
 
     fn cidr(text: &str) -> Cidr {
         text.parse().unwrap()
-    }
-
-    #[test]
-    fn every_reserved_entry_parses() {
-        assert_eq!(reserved_networks().len(), RESERVED.len());
     }
 
     #[test]

@@ -21,6 +21,12 @@ use trine_link::{CircuitStream, Endpoint, Link, LinkConfig};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_trine-relay");
 
+/// `[extend] private_networks` for relays on loopback.
+pub const PRIVATE_LOOPBACK: &str = "[\"127.0.0.0/8\"]";
+/// `[extend] private_networks` for relays in namespaces on the
+/// benchmarking range, as in the testnet.
+pub const PRIVATE_BENCHMARKING: &str = "[\"198.18.0.0/15\"]";
+
 /// A temporary directory, removed when dropped.
 pub struct Scratch(PathBuf);
 
@@ -197,9 +203,14 @@ pub fn start_relay(root: &Path, index: usize) -> Relay {
 
 /// Starts relay number `index` under `root`, with `limits` (key, value)
 /// written into its `relay.toml`, and waits until its metrics answer.
+/// Relay `index` listens on 127.0.1.`index`: an EXTEND never dials a
+/// relay's own address, so relays that extend to each other need
+/// addresses of their own, and loopback is allowed as a private network.
 pub fn start_relay_with(root: &Path, index: usize, limits: &[(&str, &str)]) -> Relay {
     let dir = root.join(format!("relay{index}"));
-    let listen: SocketAddr = format!("127.0.0.1:{}", free_udp_port()).parse().unwrap();
+    let listen: SocketAddr = format!("127.0.1.{index}:{}", free_udp_port())
+        .parse()
+        .unwrap();
     let id = init(&dir, &format!("relay{index}"), listen);
     let metrics_addr: SocketAddr = format!("127.0.0.1:{}", free_tcp_port()).parse().unwrap();
     let config = dir.join("relay.toml");
@@ -207,6 +218,7 @@ pub fn start_relay_with(root: &Path, index: usize, limits: &[(&str, &str)]) -> R
         "listen = \"127.0.0.1:9464\"",
         &format!("listen = \"{metrics_addr}\""),
     );
+    text = set_key(&text, "private_networks", PRIVATE_LOOPBACK);
     for (key, value) in limits {
         text = set_key(&text, key, value);
     }

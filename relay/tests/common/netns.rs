@@ -40,6 +40,22 @@ pub fn helper(namespace: &str, test: &str, env: &[(&str, String)]) -> Command {
     command
 }
 
+/// The Prometheus text of the relay whose metrics listen on
+/// 127.0.0.1:9464 inside `namespace` (the template's default); `None`
+/// while it does not answer.
+pub fn metrics_in(namespace: &str) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", namespace, "bash", "-c"])
+        .arg(
+            "exec 3<>/dev/tcp/127.0.0.1/9464 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 \
+             && cat <&3",
+        )
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.success() && text.contains("trine_relay_")).then_some(text)
+}
+
 /// A client's circuit over a real link, for sending raw IP packets.
 pub struct Tunnel {
     _endpoint: Endpoint,

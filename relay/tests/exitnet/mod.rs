@@ -96,6 +96,11 @@ impl ExitNet {
             text = common::set_key(&text, key, value);
         }
         std::fs::write(&config, text).unwrap();
+        // The middle extends to the exit, on the benchmarking range.
+        let middle_config = middle_dir.join("relay.toml");
+        let text = std::fs::read_to_string(&middle_config).unwrap();
+        let text = common::set_key(&text, "private_networks", common::PRIVATE_BENCHMARKING);
+        std::fs::write(&middle_config, text).unwrap();
         let forwarding_before = sysctl(&net.ns("e"), "net.ipv4.ip_forward");
         for (role, dir) in [("e", &exit_dir), ("m", &middle_dir)] {
             let child = Command::new("ip")
