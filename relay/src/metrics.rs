@@ -219,6 +219,7 @@ pub fn render(snapshot: &Snapshot) -> String {
                 ("{rule=\"reserved\"}", exit.refused_reserved),
                 ("{rule=\"own_address\"}", exit.refused_own),
                 ("{rule=\"port\"}", exit.refused_port),
+                ("{rule=\"protocol\"}", exit.refused_protocol),
             ],
         );
         metric(
@@ -319,5 +320,17 @@ mod tests {
             assert!(name.starts_with("trine_relay_"), "{line}");
             assert!(value.parse::<u64>().is_ok(), "{line}");
         }
+    }
+
+    #[test]
+    fn exit_refusals_are_exported_by_rule() {
+        let mut snapshot = Snapshot::default();
+        let mut exit = ExitSnapshot::default();
+        exit.stats.refused_port = 2;
+        exit.stats.refused_protocol = 3;
+        snapshot.exit = Some(exit);
+        let text = render(&snapshot);
+        assert!(text.contains("trine_relay_exit_refused_total{rule=\"port\"} 2"));
+        assert!(text.contains("trine_relay_exit_refused_total{rule=\"protocol\"} 3"));
     }
 }

@@ -66,6 +66,8 @@ pub struct ExitStats {
     pub refused_own: u64,
     /// Refused: a port rule.
     pub refused_port: u64,
+    /// Refused: an IP protocol not in the allowlist.
+    pub refused_protocol: u64,
     /// Dropped: malformed.
     pub malformed: u64,
     /// Dropped: spoofed source.
@@ -109,11 +111,12 @@ impl<C: Copy + Eq + Hash> ExitEngine<C> {
         if info.dst == resolver {
             return self.resolver(packet, &info, reply);
         }
-        if let Err(refusal) = self.policy.check(info.dst, info.dst_port) {
+        if let Err(refusal) = self.policy.check(packet, &info) {
             match refusal {
                 Refusal::Reserved => self.stats.refused_reserved += 1,
                 Refusal::OwnAddress => self.stats.refused_own += 1,
                 Refusal::Port => self.stats.refused_port += 1,
+                Refusal::Protocol => self.stats.refused_protocol += 1,
             }
             // No ICMP error is owed for some packets (ICMP errors, later
             // fragments): then the refusal is silent.
@@ -323,6 +326,25 @@ mod tests {
         }
         assert_eq!(exit.leased(), 0);
         assert_eq!(exit.stats.refused_reserved, 2);
+
+        // GRE is not on the default allowlist: refused as a protocol.
+        let mut gre = udp(client4(), "1.1.1.1:80".parse().unwrap());
+        gre[9] = 47;
+        assert_eq!(
+            exit.outbound(1, &mut gre, &mut reply),
+            Outbound::Refused(Refusal::Protocol)
+        );
+        assert_eq!(ip::parse(&reply).unwrap().protocol, ip::proto::ICMP);
+        let stats = &exit.stats;
+        assert_eq!(
+            (
+                stats.refused_own,
+                stats.refused_port,
+                stats.refused_protocol
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(exit.leased(), 0);
     }
 
     #[test]

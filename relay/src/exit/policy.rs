@@ -144,8 +144,12 @@ pub enum Refusal {
     /// One of the exit's own addresses (on an interface or advertised) or
     /// of its NAT pools.
     OwnAddress,
-    /// A port rule, or the protocol allowlist, rejected it.
+    /// A port rule rejected its destination port (or a first fragment
+    /// too short to show it).
     Port,
+    /// Its IP protocol is not in the allowlist (or is ICMP of the other IP
+    /// version).
+    Protocol,
 }
 
 /// What may leave this exit.
@@ -188,10 +192,22 @@ impl ExitPolicy {
         self
     }
 
-    /// Whether a packet to `dst` (and `port`, for TCP/UDP) may leave. The
-    /// exit's own and pool addresses are refused even inside an allowed
-    /// network.
-    pub fn check(&self, dst: IpAddr, port: Option<u16>) -> Result<(), Refusal> {
+    /// Whether `packet` (which `info` describes) may leave: its
+    /// destination must be neither one of the exit's own or pool addresses
+    /// (even inside an allowed network) nor reserved (unless allowed), its
+    /// IP protocol must be in the allowlist, and its destination port (of
+    /// TCP and UDP, and of DCCP, SCTP and UDP-Lite when allowed) must pass
+    /// the port rules.
+    pub fn check(&self, packet: &[u8], info: &PacketInfo) -> Result<(), Refusal> {
+        self.check_destination(info.dst)?;
+        self.check_protocol(info)?;
+        match destination_port(packet, info)? {
+            Some(port) => self.check_port(port),
+            None => Ok(()),
+        }
+    }
+
+    fn check_destination(&self, dst: IpAddr) -> Result<(), Refusal> {
         if self.own.contains(&dst) || self.pools.iter().any(|pool| pool.contains(dst)) {
             return Err(Refusal::OwnAddress);
         }
@@ -199,35 +215,21 @@ impl ExitPolicy {
         if !allowed && self.reserved.iter().any(|net| net.contains(dst)) {
             return Err(Refusal::Reserved);
         }
-        match port {
-            Some(port) => self.check_port(port),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
-    /// Whether the transport protocol of `packet` (which `info` describes)
-    /// may leave: it must be in the allowlist, ICMP must match the IP
-    /// version, and DCCP, SCTP and UDP-Lite (if allowed) go through the
-    /// port rules like TCP and UDP. A first fragment too short to show
-    /// their port is refused.
-    pub fn check_protocol(&self, packet: &[u8], info: &PacketInfo) -> Result<(), Refusal> {
+    /// The protocol must be in the allowlist, and ICMP match the IP
+    /// version.
+    fn check_protocol(&self, info: &PacketInfo) -> Result<(), Refusal> {
         let wrong_icmp = match info.protocol {
             proto::ICMP => info.dst.is_ipv6(),
             proto::ICMPV6 => info.dst.is_ipv4(),
             _ => false,
         };
         if wrong_icmp || !self.protocols.contains(info.protocol) {
-            return Err(Refusal::Port);
+            return Err(Refusal::Protocol);
         }
-        if !OTHER_PORTED.contains(&info.protocol) || info.later_fragment {
-            return Ok(());
-        }
-        let at = info.transport_offset.saturating_add(2);
-        let port = packet
-            .get(at..at.saturating_add(2))
-            .and_then(|bytes| <[u8; 2]>::try_from(bytes).ok())
-            .ok_or(Refusal::Port)?;
-        self.check_port(u16::from_be_bytes(port))
+        Ok(())
     }
 
     fn check_port(&self, port: u16) -> Result<(), Refusal> {
@@ -240,6 +242,22 @@ impl ExitPolicy {
         }
         Ok(())
     }
+}
+
+/// The destination port the port rules judge: TCP's and UDP's as parsed,
+/// DCCP's, SCTP's and UDP-Lite's read here (they share TCP's layout); none
+/// for other protocols and later fragments. A first fragment too short to
+/// show it is refused.
+fn destination_port(packet: &[u8], info: &PacketInfo) -> Result<Option<u16>, Refusal> {
+    if !OTHER_PORTED.contains(&info.protocol) || info.later_fragment {
+        return Ok(info.dst_port);
+    }
+    let at = info.transport_offset.saturating_add(2);
+    packet
+        .get(at..at.saturating_add(2))
+        .and_then(|bytes| <[u8; 2]>::try_from(bytes).ok())
+        .map(|port| Some(u16::from_be_bytes(port)))
+        .ok_or(Refusal::Port)
 }
 
 #[cfg(test)]
@@ -296,7 +314,7 @@ mod tests {
             "ff02::1",
         ] {
             assert_eq!(
-                policy.check(ip(refused), None),
+                policy.check_destination(ip(refused)),
                 Err(Refusal::Reserved),
                 "{refused}"
             );
@@ -310,11 +328,14 @@ mod tests {
             "2001:200::1",
             "2003::1",
         ] {
-            assert_eq!(policy.check(ip(public), Some(443)), Ok(()), "{public}");
+            assert_eq!(policy.check_destination(ip(public)), Ok(()), "{public}");
         }
         let lab = ExitPolicy::new(vec![cidr("10.9.0.0/16")], vec![], vec![]);
-        assert_eq!(lab.check(ip("10.9.3.4"), None), Ok(()));
-        assert_eq!(lab.check(ip("10.8.3.4"), None), Err(Refusal::Reserved));
+        assert_eq!(lab.check_destination(ip("10.9.3.4")), Ok(()));
+        assert_eq!(
+            lab.check_destination(ip("10.8.3.4")),
+            Err(Refusal::Reserved)
+        );
     }
 
     #[test]
@@ -324,18 +345,18 @@ mod tests {
         let policy = ExitPolicy::new(everything, own.clone(), vec![])
             .with_pools([cidr("10.200.0.0/16"), cidr("fd74:7265:7869::/64")]);
         for address in own {
-            assert_eq!(policy.check(address, Some(22)), Err(Refusal::OwnAddress));
+            assert_eq!(policy.check_destination(address), Err(Refusal::OwnAddress));
         }
         for pool in ["10.200.0.1", "10.200.7.9", "fd74:7265:7869::5"] {
             assert_eq!(
-                policy.check(ip(pool), Some(80)),
+                policy.check_destination(ip(pool)),
                 Err(Refusal::OwnAddress),
                 "{pool}"
             );
         }
         // Allowed reserved networks outside them do pass.
-        assert_eq!(policy.check(ip("10.0.0.6"), Some(22)), Ok(()));
-        assert_eq!(policy.check(ip("127.0.0.1"), None), Ok(()));
+        assert_eq!(policy.check_destination(ip("10.0.0.6")), Ok(()));
+        assert_eq!(policy.check_destination(ip("127.0.0.1")), Ok(()));
     }
 
     #[test]
@@ -345,11 +366,12 @@ mod tests {
             .map(|r| r.parse().unwrap())
             .collect();
         let policy = ExitPolicy::new(vec![], vec![], rules);
-        let dst = ip("1.1.1.1");
-        assert_eq!(policy.check(dst, Some(25)), Err(Refusal::Port));
-        assert_eq!(policy.check(dst, Some(443)), Ok(()));
-        assert_eq!(policy.check(dst, Some(8080)), Err(Refusal::Port));
-        assert_eq!(policy.check(dst, None), Ok(()));
+        assert_eq!(policy.check_port(25), Err(Refusal::Port));
+        assert_eq!(policy.check_port(443), Ok(()));
+        assert_eq!(policy.check_port(8080), Err(Refusal::Port));
+        // A protocol without ports meets no port rule.
+        let ping = packet(false, proto::ICMP, &[8, 0, 0, 0, 0, 1, 0, 1]);
+        assert_eq!(policy.check(&ping.0, &ping.1), Ok(()));
         for bad in ["allow 80", "reject 0", "reject 90-80", "reject", "accept x"] {
             assert!(bad.parse::<PortRule>().is_err(), "{bad}");
         }
@@ -395,21 +417,21 @@ mod tests {
         for protocol in [132, 47, 50, 4, 41, 51, 33, 136, 255] {
             let (bytes, info) = packet(false, protocol, &tcp_like);
             assert_eq!(
-                policy.check_protocol(&bytes, &info),
-                Err(Refusal::Port),
+                policy.check(&bytes, &info),
+                Err(Refusal::Protocol),
                 "protocol {protocol}"
             );
         }
         let ping4 = packet(false, proto::ICMP, &[8, 0, 0, 0, 0, 1, 0, 1]);
         let ping6 = packet(true, proto::ICMPV6, &[128, 0, 0, 0, 0, 1, 0, 1]);
         let open = ExitPolicy::new(vec![], vec![], vec![]);
-        assert_eq!(open.check_protocol(&ping4.0, &ping4.1), Ok(()));
-        assert_eq!(open.check_protocol(&ping6.0, &ping6.1), Ok(()));
+        assert_eq!(open.check(&ping4.0, &ping4.1), Ok(()));
+        assert_eq!(open.check(&ping6.0, &ping6.1), Ok(()));
         // ICMP of the other IP version is never passed.
         let odd4 = packet(false, proto::ICMPV6, &[128, 0, 0, 0, 0, 1, 0, 1]);
         let odd6 = packet(true, proto::ICMP, &[8, 0, 0, 0, 0, 1, 0, 1]);
-        assert_eq!(open.check_protocol(&odd4.0, &odd4.1), Err(Refusal::Port));
-        assert_eq!(open.check_protocol(&odd6.0, &odd6.1), Err(Refusal::Port));
+        assert_eq!(open.check(&odd4.0, &odd4.1), Err(Refusal::Protocol));
+        assert_eq!(open.check(&odd6.0, &odd6.1), Err(Refusal::Protocol));
 
         // Named protocols pass; SCTP's ports meet the port rules.
         let named = Protocols::parse(&["tcp", "udp", "icmp", "sctp", "gre", "50"]).unwrap();
@@ -419,19 +441,16 @@ mod tests {
             (47, Ok(())),
             (50, Ok(())),
             (132, Ok(())),
-            (4, Err(Refusal::Port)),
+            (4, Err(Refusal::Protocol)),
         ] {
             let (bytes, info) = packet(false, protocol, &tcp_like);
-            assert_eq!(policy.check_protocol(&bytes, &info), expected, "{protocol}");
+            assert_eq!(policy.check(&bytes, &info), expected, "{protocol}");
         }
         let sctp_22 = packet(false, SCTP, &[0x9c, 0x40, 0, 22, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert_eq!(
-            policy.check_protocol(&sctp_22.0, &sctp_22.1),
-            Err(Refusal::Port)
-        );
+        assert_eq!(policy.check(&sctp_22.0, &sctp_22.1), Err(Refusal::Port));
         let sctp_short = packet(false, SCTP, &[0x9c, 0x40, 0]);
         assert_eq!(
-            policy.check_protocol(&sctp_short.0, &sctp_short.1),
+            policy.check(&sctp_short.0, &sctp_short.1),
             Err(Refusal::Port)
         );
     }

@@ -1,10 +1,9 @@
 //! The exit's async shell: reads the TUN device into the core loop, writes
-//! client packets to it (after the policy's protocol check, which the
-//! engine does not make), and forwards DNS queries to the upstream
-//! resolver through the [`DnsScreen`]; hands the pool addresses of closed
-//! circuits to the [`Forgetter`] and takes them back into use once the
-//! kernel has forgotten their flows. The core loop owns the
-//! [`ExitRuntime`]; the tasks here only move bytes.
+//! the client packets the engine lets through to it, and forwards DNS
+//! queries to the upstream resolver through the [`DnsScreen`]; hands the
+//! pool addresses of closed circuits to the [`Forgetter`] and takes them
+//! back into use once the kernel has forgotten their flows. The core loop
+//! owns the [`ExitRuntime`]; the tasks here only move bytes.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,7 +15,6 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info, warn};
 use trine_circuit::CircuitHandle;
 use trine_circuit::cell;
-use trine_circuit::ip;
 
 use super::conntrack::{self, Forgetter, Forgotten};
 use super::dns::DnsScreen;
@@ -69,8 +67,6 @@ pub struct ExitRuntime {
     /// I/O counters.
     pub io_stats: ExitIoStats,
     system: Arc<ExitSystem>,
-    /// The policy the engine applies too: here for its protocol check.
-    policy: ExitPolicy,
     dns_upstream: SocketAddr,
     dns_screen: Arc<DnsScreen>,
     dns_permits: Arc<Semaphore>,
@@ -143,10 +139,9 @@ impl ExitRuntime {
         );
         tokio::spawn(read_tun(system.clone(), settings.mtu, from_tun));
         Ok(Self {
-            engine: ExitEngine::new(policy.clone(), nat),
+            engine: ExitEngine::new(policy, nat),
             io_stats: ExitIoStats::default(),
             system,
-            policy,
             dns_upstream,
             dns_screen,
             dns_permits: Arc::new(Semaphore::new(DNS_IN_FLIGHT)),
@@ -190,9 +185,6 @@ impl ExitRuntime {
         packet: &mut [u8],
         reply: &mut Vec<u8>,
     ) {
-        if self.protocol_refused(packet, reply) {
-            return;
-        }
         match self.engine.outbound(circuit, packet, reply) {
             Outbound::Tun => {
                 if self.system.tun.try_send(packet).is_err() {
@@ -211,28 +203,6 @@ impl ExitRuntime {
             }
             Outbound::Refused(_) | Outbound::Dropped(_) => {}
         }
-    }
-
-    /// Refuses a client's packet of a protocol the policy does not pass,
-    /// like the engine refuses a port: counted with the port refusals and
-    /// answered with ICMP "administratively prohibited" in `reply`.
-    /// Packets the engine would drop unanswered (malformed, or not from the
-    /// client's address) are left to it.
-    fn protocol_refused(&mut self, packet: &[u8], reply: &mut Vec<u8>) -> bool {
-        let Ok(info) = ip::parse(packet) else {
-            return false;
-        };
-        let client: IpAddr = match info.src {
-            IpAddr::V4(_) => ip::TUNNEL_CLIENT_V4.into(),
-            IpAddr::V6(_) => ip::TUNNEL_CLIENT_V6.into(),
-        };
-        if info.src != client || self.policy.check_protocol(packet, &info).is_ok() {
-            return false;
-        }
-        self.engine.stats.refused_port += 1;
-        // As in the engine: no ICMP error is owed about some packets.
-        let _ = ip::icmp_prohibited(packet, info.dst, reply);
-        true
     }
 
     /// Removes the nftables table (also done on drop).
