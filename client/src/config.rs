@@ -324,12 +324,24 @@ impl Overrides {
     /// crash leaves the old file or the new one, never half of one).
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         let text = toml::to_string(self).map_err(std::io::Error::other)?;
-        let path = state_dir.join(Self::FILE);
-        let partial = state_dir.join(format!("{}.partial", Self::FILE));
-        std::fs::write(&partial, text)?;
-        std::fs::File::open(&partial)?.sync_all()?;
-        std::fs::rename(&partial, &path)
+        write_whole(&state_dir.join(Self::FILE), &text)
     }
+}
+
+/// Replaces the file at `path` with `text` whole: written beside it,
+/// synced, renamed over it, and the directory synced, so a crash or a
+/// power cut leaves the old file or the new one, never half of one.
+pub fn write_whole(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    std::fs::write(&partial, text)?;
+    std::fs::File::open(&partial)?.sync_all()?;
+    std::fs::rename(&partial, path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 impl Config {

@@ -16,8 +16,10 @@
 //!
 //! What the attacker learns is logged, one line per packet: every packet a
 //! client sends whose source is not the tunnel's address (a LAN address
-//! showing through), and every packet sent back to a source the commands
-//! used (an answer: the crafted packet reached the client's stack).
+//! showing through) or whose destination is not an ordinary one (local
+//! discovery: broadcast, multicast, link-local), and every packet sent
+//! back to a source the commands used (an answer: the crafted packet
+//! reached the client's stack).
 
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
@@ -53,7 +55,7 @@ impl<W: Write> Playbook<W> {
         let tunnel =
             info.src == IpAddr::V4(TUNNEL_CLIENT_V4) || info.src == IpAddr::V6(TUNNEL_CLIENT_V6);
         let trigger = info.protocol == proto::UDP && info.dst_port == Some(TRIGGER_PORT);
-        if !tunnel || (self.sources.contains(&info.dst) && !trigger) {
+        if !tunnel || !ordinary(info.dst) || (self.sources.contains(&info.dst) && !trigger) {
             let _ = writeln!(self.log, "{}", describe(packet, &info));
             let _ = self.log.flush();
         }
@@ -83,6 +85,18 @@ impl<W: Write> Playbook<W> {
             }
         }
         crafted
+    }
+}
+
+/// Whether `address` is one a packet to the internet goes to: not
+/// multicast, broadcast, link-local or unspecified (local discovery, which
+/// tells the exit who the machine is).
+fn ordinary(address: IpAddr) -> bool {
+    match address {
+        IpAddr::V4(v4) => {
+            !(v4.is_multicast() || v4.is_broadcast() || v4.is_link_local() || v4.is_unspecified())
+        }
+        IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unicast_link_local() || v6.is_unspecified()),
     }
 }
 
@@ -191,6 +205,16 @@ mod tests {
         let lan = "198.18.0.2:5000".parse().unwrap();
         ip::build_udp(lan, "198.19.1.1:9".parse().unwrap(), b"", &mut leak).unwrap();
         playbook.on_client_packet(&leak);
+        let mut discovery = Vec::new();
+        let tunnel = SocketAddr::new(IpAddr::V4(TUNNEL_CLIENT_V4), 5000);
+        ip::build_udp(
+            tunnel,
+            "239.255.255.250:1900".parse().unwrap(),
+            b"",
+            &mut discovery,
+        )
+        .unwrap();
+        playbook.on_client_packet(&discovery);
         let text = String::from_utf8(log).unwrap();
         assert!(text.contains("bad command \"nonsense\""), "{text}");
         assert!(
@@ -201,8 +225,9 @@ mod tests {
             text.contains("seen src=198.18.0.2 dst=198.19.1.1"),
             "{text}"
         );
+        assert!(text.contains("dst=239.255.255.250"), "{text}");
         assert!(text.starts_with("trigger: 5 commands\n"), "{text}");
         assert!(text.contains("trigger: 0 commands\n"), "{text}");
-        assert_eq!(text.lines().count(), 5, "{text}");
+        assert_eq!(text.lines().count(), 6, "{text}");
     }
 }

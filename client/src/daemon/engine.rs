@@ -31,7 +31,7 @@ use super::filter;
 use super::link::{self, CircuitIo, CircuitLink};
 use super::planner::{Chosen, Planner};
 use super::system;
-use crate::config::{Config, DnsMode, Overrides};
+use crate::config::{Config, DnsMode, Overrides, write_whole};
 use crate::control::{Request, Response, Settings, State, Status};
 
 /// Circuits kept while up: the active one and a standby.
@@ -63,9 +63,14 @@ const TARGET_FILE: &str = "target";
 
 /// Whether the last target the user set, kept in `state_dir`, was up:
 /// `trine up` with no `trine down` since, whatever happened to the daemon
-/// in between (a crash, a kill, a restart).
+/// in between (a crash, a kill, a restart). Fails closed: only a missing
+/// file or one saying exactly `down` is down; an unreadable or damaged one
+/// is up (the firewall stays shut until `trine down`).
 pub fn target_was_up(state_dir: &std::path::Path) -> bool {
-    std::fs::read_to_string(state_dir.join(TARGET_FILE)).is_ok_and(|saved| saved.trim() == "up")
+    match std::fs::read_to_string(state_dir.join(TARGET_FILE)) {
+        Ok(saved) => saved.trim() != "down",
+        Err(error) => error.kind() != std::io::ErrorKind::NotFound,
+    }
 }
 
 /// One circuit: chosen, dialing, building or ready.
@@ -96,6 +101,13 @@ pub struct Engine {
     endpoint: Endpoint,
     planner: Planner,
     lockdown: bool,
+    /// What the user last asked for (`trine up` / `trine down`), as kept in
+    /// the state directory: while it is up the firewall never opens, even
+    /// when the tunnel cannot come up or the daemon stops.
+    target_up: bool,
+    /// After a failed attempt to bring the tunnel up while the target is
+    /// up: when to try again, and the failures in a row.
+    up_retry: Option<(Instant, u32)>,
     want_up: bool,
     tun: Option<Arc<AsyncDevice>>,
     tun_reader: Option<JoinHandle<()>>,
@@ -146,12 +158,14 @@ fn unix_now() -> u64 {
 }
 
 impl Engine {
-    /// A disconnected engine (the kill switch as `lockdown` says).
+    /// A disconnected engine (the kill switch as `lockdown` says, or the
+    /// block if `target_up`: the user's last word was `trine up`).
     pub fn new(
         file_config: Config,
         overrides: Overrides,
         endpoint: Endpoint,
         lockdown: bool,
+        target_up: bool,
     ) -> (Self, Inputs) {
         let config = file_config.with(&overrides);
         let (io_tx, io) = mpsc::channel(4096);
@@ -166,6 +180,8 @@ impl Engine {
             endpoint,
             planner,
             lockdown,
+            target_up,
+            up_retry: None,
             want_up: false,
             tun: None,
             tun_reader: None,
@@ -200,8 +216,20 @@ impl Engine {
         match request {
             Request::Connect => self.connect(),
             Request::Disconnect => {
-                self.keep_target(false);
-                self.disconnect();
+                if let Err(error) = self.keep_target(false) {
+                    // Failing closed: a later start keeps the block until
+                    // a `trine down` that can be kept.
+                    tracing::warn!(%error, "cannot keep the target state `down`");
+                }
+                self.target_up = false;
+                self.up_retry = None;
+                if self.want_up {
+                    self.disconnect();
+                } else {
+                    // Blocked after a failure to come up: open (or keep
+                    // the lockdown block).
+                    let _ = system::down(&self.config, self.lockdown);
+                }
                 Response::Ok
             }
             Request::Status => Response::Status(self.status()),
@@ -265,7 +293,19 @@ impl Engine {
             return Response::Ok;
         }
         self.config = self.file_config.with(&self.overrides);
-        self.keep_target(true);
+        // The target must be on disk before anything can leak: a daemon
+        // that starts after a crash reads it to keep the firewall shut.
+        if let Err(error) = self.keep_target(true) {
+            let message = format!(
+                "cannot keep the target state in {}: {error}",
+                self.config.state_dir.display()
+            );
+            tracing::error!(%message);
+            self.last_error = Some(message.clone());
+            return error_response(message);
+        }
+        self.target_up = true;
+        self.up_retry = None;
         self.want_up = true;
         self.ever_connected = false;
         self.connected_since = None;
@@ -280,7 +320,7 @@ impl Engine {
         self.fetch_failures = 0;
         self.peers = Some(self.wanted_peers());
         let peers = self.peers.clone().unwrap_or_default();
-        match system::up(&self.config, &peers, self.lockdown) {
+        match system::up(&self.config, &peers, self.blocking()) {
             Ok(tun) => {
                 self.tun_reader = Some(tokio::spawn(read_tun(tun.clone(), self.tun_tx.clone())));
                 self.tun = Some(tun);
@@ -289,7 +329,13 @@ impl Engine {
                 self.want_up = false;
                 self.peers = None;
                 let message = format!("{error:#}");
-                tracing::error!(%message, "cannot bring the tunnel up");
+                // The block stays (the target is up): try again later.
+                let failures = self.up_retry.map_or(0, |(_, n)| n).saturating_add(1);
+                let wait = BACKOFF_MIN
+                    .saturating_mul(1 << (failures - 1).min(8))
+                    .min(BACKOFF_MAX);
+                self.up_retry = Some((Instant::now() + wait, failures));
+                tracing::error!(%message, retry_in = ?wait, "cannot bring the tunnel up; traffic stays blocked");
                 self.last_error = Some(message.clone());
                 return error_response(message);
             }
@@ -299,7 +345,14 @@ impl Engine {
         Response::Ok
     }
 
-    /// Takes the tunnel down (keeping the block under lockdown).
+    /// Whether the firewall must block while the tunnel is down: lockdown,
+    /// or the user's target is still up (a failure, a restart, a stop).
+    fn blocking(&self) -> bool {
+        self.lockdown || self.target_up
+    }
+
+    /// Takes the tunnel down, keeping the block under lockdown or while the
+    /// target is up (only `trine down` opens the network).
     pub fn disconnect(&mut self) {
         if !self.want_up {
             return;
@@ -313,28 +366,27 @@ impl Engine {
         }
         self.tun = None;
         self.peers = None;
-        system::down(&self.config, self.lockdown);
+        let _ = system::down(&self.config, self.blocking());
         tracing::info!("disconnected");
     }
 
-    /// Keeps what the user asked for, up or down, in the state directory:
-    /// a daemon that starts after this one died without taking the tunnel
-    /// down keeps the block and reconnects (see [`target_was_up`]).
-    fn keep_target(&self, up: bool) {
+    /// Keeps what the user asked for, up or down, in the state directory
+    /// (whole and synced): a daemon that starts after this one died without
+    /// taking the tunnel down keeps the block and reconnects (see
+    /// [`target_was_up`]).
+    fn keep_target(&self, up: bool) -> std::io::Result<()> {
         let path = self.config.state_dir.join(TARGET_FILE);
-        if let Err(error) = std::fs::write(&path, if up { "up\n" } else { "down\n" }) {
-            tracing::warn!(%error, path = %path.display(), "cannot keep the tunnel's target state");
-        }
+        write_whole(&path, if up { "up\n" } else { "down\n" })
     }
 
     fn set_lockdown(&mut self, on: bool) -> Response {
         self.lockdown = on;
         let path = self.config.state_dir.join("lockdown");
-        if let Err(error) = std::fs::write(&path, if on { "on\n" } else { "off\n" }) {
+        if let Err(error) = write_whole(&path, if on { "on\n" } else { "off\n" }) {
             tracing::warn!(%error, "cannot save the lockdown setting");
         }
         if !self.want_up {
-            system::down(&self.config, on);
+            let _ = system::down(&self.config, self.blocking());
         }
         tracing::info!(on, "lockdown");
         Response::Ok
@@ -346,7 +398,7 @@ impl Engine {
             (true, true) => State::Connected,
             (true, false) if self.ever_connected => State::Reconnecting,
             (true, false) => State::Connecting,
-            (false, _) if self.lockdown => State::Blocked,
+            (false, _) if self.blocking() => State::Blocked,
             (false, _) => State::Disconnected,
         };
         let active = self.active.and_then(|g| self.slot(g));
@@ -426,7 +478,7 @@ impl Engine {
                     // Only the exit can seal a packet: it is alive.
                     slot.last_pong = Instant::now();
                     let packet = &cell[range.clone()];
-                    if !filter::to_tunnel(packet) {
+                    if !filter::accept_from_exit(packet) {
                         self.dropped_from_exit += 1;
                     } else if let (true, Some(tun)) = (is_active, &self.tun) {
                         if tun.try_send(packet).is_ok() {
@@ -578,7 +630,7 @@ impl Engine {
             return;
         };
         let packet_len = cell.len() - DATA_OFFSET;
-        if !filter::from_tunnel(&cell[DATA_OFFSET..]) {
+        if !filter::accept_to_exit(&cell[DATA_OFFSET..]) {
             self.dropped_to_exit += 1;
             return;
         }
@@ -643,6 +695,12 @@ impl Engine {
     /// Periodic work: build timeouts, keepalives, dead circuits, retries.
     pub fn on_tick(&mut self) {
         let now = Instant::now();
+        if let (false, true, Some((at, _))) = (self.want_up, self.target_up, self.up_retry) {
+            if now >= at {
+                tracing::info!("trying again to bring the tunnel up");
+                let _ = self.connect();
+            }
+        }
         let mut dead = Vec::new();
         for slot in &mut self.slots {
             let Some(circuit) = slot.circuit.as_mut() else {

@@ -55,12 +55,19 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // down`: its kill switch stays shut (replaced by the block) until the
     // tunnel is back, never opened in between.
     let target_up = engine::target_was_up(&config.state_dir);
-    // Whatever a crashed run left: resolver backup, routes, firewall.
-    system::down(&config.with(&overrides), lockdown || target_up);
+    // Whatever a crashed run left: resolver backup, routes, firewall. A
+    // block that cannot be applied is fatal: better no daemon (and the
+    // unit failed) than one that says it is ready with the network open.
+    let block = lockdown || target_up;
+    let firewall = system::down(&config.with(&overrides), block);
+    if let (true, Err(error)) = (block, firewall) {
+        bail!("cannot apply the kill switch's block: {error:#}");
+    }
 
     let endpoint = marked_endpoint()?;
     let autoconnect = config.autoconnect;
-    let (mut engine, mut inputs) = Engine::new(config.clone(), overrides, endpoint, lockdown);
+    let (mut engine, mut inputs) =
+        Engine::new(config.clone(), overrides, endpoint, lockdown, target_up);
     let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(64);
     tokio::spawn(serve_control(listener, control_tx));
     tracing::info!(socket = %config.socket.display(), lockdown, "trine daemon ready");

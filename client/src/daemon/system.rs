@@ -28,15 +28,12 @@ pub fn kill_switch(config: &Config, peers: &[SocketAddr]) -> anyhow::Result<()> 
 }
 
 /// Brings the tunnel's OS side up; on failure everything is taken down
-/// again (keeping the block if `lockdown`, the setting in force now).
-pub fn up(
-    config: &Config,
-    peers: &[SocketAddr],
-    lockdown: bool,
-) -> anyhow::Result<Arc<AsyncDevice>> {
+/// again, keeping the block if `block` (lockdown, or the user's target is
+/// up and the daemon will try again).
+pub fn up(config: &Config, peers: &[SocketAddr], block: bool) -> anyhow::Result<Arc<AsyncDevice>> {
     let result = up_inner(config, peers);
     if result.is_err() {
-        down(config, lockdown);
+        let _ = down(config, block);
     }
     result
 }
@@ -79,9 +76,10 @@ fn up_inner(config: &Config, peers: &[SocketAddr]) -> anyhow::Result<Arc<AsyncDe
 }
 
 /// Takes the tunnel's OS side down: DNS and routes restored, then the kill
-/// switch removed, or reduced to the lockdown block. Errors are logged:
-/// every step is tried.
-pub fn down(config: &Config, lockdown: bool) {
+/// switch removed, or reduced to the block if `block`. Errors are logged:
+/// every step is tried. The firewall step's error is returned too: a
+/// block that could not be applied must not be reported as in place.
+pub fn down(config: &Config, block: bool) -> anyhow::Result<()> {
     if dns_mode(config) == DnsMode::Resolved {
         dns::revert_resolved(&config.tun_name);
     }
@@ -91,14 +89,15 @@ pub fn down(config: &Config, lockdown: bool) {
     if let Err(error) = routes::remove() {
         tracing::error!(%error, "cannot remove the tunnel routes");
     }
-    let firewall = if lockdown {
+    let firewall = if block {
         kill_switch(config, &[])
     } else {
         killswitch::remove().map_err(anyhow::Error::from)
     };
-    if let Err(error) = firewall {
+    if let Err(error) = &firewall {
         tracing::error!(%error, "cannot update the kill switch");
     }
+    firewall
 }
 
 /// The DNS mode in force: `auto` resolved to what this machine runs.

@@ -3,8 +3,10 @@
 //! device and loopback. DNS to anything but the tunnel's resolver is
 //! rejected; every other IPv4 and IPv6 packet is rejected, so IPv6 is
 //! tunnelled or blocked, never leaked. From the tunnel device only replies
-//! come in (`ct state established,related`, which includes the ICMP errors
-//! about this machine's own connections): the exit side is behind a NAT,
+//! come in (`ct state established`, and ICMP errors about this machine's
+//! own connections, `related`; not the connections a conntrack helper
+//! expects, which a hostile exit could open through an injected FTP or SIP
+//! command): the exit side is behind a NAT,
 //! as it would be for any user. Nothing is forwarded while the table is
 //! in place, to or from any device: a packet a hostile exit sends to a LAN
 //! host never leaves through the real interface. Applied while connecting,
@@ -124,7 +126,8 @@ pub fn render(spec: &KillSwitchSpec) -> Result<String, KillSwitchError> {
          \x20   }}\n\
          \x20   chain input {{\n\
          \x20       type filter hook input priority filter; policy accept;\n\
-         \x20       iifname \"{tun}\" ct state established,related accept\n\
+         \x20       iifname \"{tun}\" ct state established accept\n\
+         \x20       iifname \"{tun}\" ct state related meta l4proto {{ icmp, ipv6-icmp }} accept\n\
          \x20       iifname \"{tun}\" counter drop\n\
          \x20   }}\n\
          \x20   chain forward {{\n\
@@ -184,7 +187,7 @@ mod tests {
         );
         assert!(rules.contains("oifname \"lo\" accept"));
         assert!(rules.contains("oifname \"trn0\" counter accept"));
-        assert_eq!(rules.matches(" accept\n").count(), 6, "{rules}");
+        assert_eq!(rules.matches(" accept\n").count(), 7, "{rules}");
         let v6 = render(&spec(Some("[2001:db8::3]:9443"))).unwrap();
         assert!(v6.contains("meta mark 0x7472 ip6 daddr 2001:db8::3 udp dport 9443"));
         let mut two = spec(Some("198.18.0.3:9443"));
@@ -193,7 +196,7 @@ mod tests {
         assert!(
             two.contains("meta mark 0x7472 ip daddr 198.18.0.11 udp dport 7000 counter accept")
         );
-        assert_eq!(two.matches(" accept\n").count(), 7, "{two}");
+        assert_eq!(two.matches(" accept\n").count(), 8, "{two}");
     }
 
     #[test]
@@ -238,10 +241,13 @@ mod tests {
         let rules = render(&spec(Some("198.18.0.3:9443"))).unwrap();
         let input = rules.find("chain input {").unwrap();
         let replies = rules
-            .find("iifname \"trn0\" ct state established,related accept")
+            .find("iifname \"trn0\" ct state established accept")
+            .unwrap();
+        let errors = rules
+            .find("iifname \"trn0\" ct state related meta l4proto { icmp, ipv6-icmp } accept")
             .unwrap();
         let rest = rules.find("iifname \"trn0\" counter drop").unwrap();
-        assert!(input < replies && replies < rest);
+        assert!(input < replies && replies < errors && errors < rest);
         let forward = &rules[rules.find("chain forward {").unwrap()..];
         let forward = &forward[..forward.find('}').unwrap()];
         assert!(forward.contains("policy drop;"));
