@@ -296,6 +296,7 @@ impl Core {
                 io: exit.io_stats.clone(),
                 leased: exit.engine.leased(),
                 quarantined: exit.engine.quarantined(),
+                dns: exit.dns_stats(),
             }),
             ..self.snapshot.clone()
         }

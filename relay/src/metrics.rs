@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use trine_circuit::relay::{DropReason, RelayStats};
 
+use crate::exit::dns::{DnsStats, Refused};
 use crate::exit::engine::ExitStats;
 use crate::exit::runtime::ExitIoStats;
 use crate::extend::Refusal;
@@ -52,6 +53,8 @@ pub struct ExitSnapshot {
     pub leased: usize,
     /// Pool addresses in quarantine.
     pub quarantined: usize,
+    /// The DNS screen's counters.
+    pub dns: DnsStats,
 }
 
 /// Renders `snapshot` in the Prometheus text format (version 0.0.4).
@@ -184,6 +187,7 @@ pub fn render(snapshot: &Snapshot) -> String {
         io,
         leased,
         quarantined,
+        dns,
     }) = &snapshot.exit
     {
         metric(
@@ -210,6 +214,31 @@ pub fn render(snapshot: &Snapshot) -> String {
             "counter",
             "DNS queries forwarded upstream.",
             &[("", exit.dns_queries)],
+        );
+        let dns_refused: Vec<(String, u64)> = Refused::ALL
+            .iter()
+            .zip(dns.refused)
+            .map(|(why, count)| (format!("{{reason=\"{}\"}}", why.name()), count))
+            .collect();
+        let dns_refused: Vec<(&str, u64)> =
+            dns_refused.iter().map(|(l, v)| (l.as_str(), *v)).collect();
+        metric(
+            "exit_dns_refused_total",
+            "counter",
+            "DNS queries the exit answered itself (REFUSED; FORMERR if malformed), by reason.",
+            &dns_refused,
+        );
+        metric(
+            "exit_dns_servfail_total",
+            "counter",
+            "Upstream DNS answers replaced by SERVFAIL (reserved addresses in them, or unreadable).",
+            &[("", dns.servfail)],
+        );
+        metric(
+            "exit_dns_answers_dropped_total",
+            "counter",
+            "Upstream DNS answers dropped as not for the query asked.",
+            &[("", dns.mismatched)],
         );
         metric(
             "exit_refused_total",
@@ -323,14 +352,32 @@ mod tests {
     }
 
     #[test]
-    fn exit_refusals_are_exported_by_rule() {
+    fn exit_refusals_and_dns_screen_counters_are_exported() {
         let mut snapshot = Snapshot::default();
         let mut exit = ExitSnapshot::default();
         exit.stats.refused_port = 2;
         exit.stats.refused_protocol = 3;
+        exit.dns = DnsStats {
+            refused: [4, 5, 6, 7],
+            servfail: 8,
+            mismatched: 9,
+        };
         snapshot.exit = Some(exit);
         let text = render(&snapshot);
         assert!(text.contains("trine_relay_exit_refused_total{rule=\"port\"} 2"));
         assert!(text.contains("trine_relay_exit_refused_total{rule=\"protocol\"} 3"));
+        for sample in [
+            "exit_dns_refused_total{reason=\"malformed\"} 4",
+            "exit_dns_refused_total{reason=\"private_reverse\"} 5",
+            "exit_dns_refused_total{reason=\"private_name\"} 6",
+            "exit_dns_refused_total{reason=\"not_a_query\"} 7",
+            "exit_dns_servfail_total 8",
+            "exit_dns_answers_dropped_total 9",
+        ] {
+            assert!(
+                text.contains(&format!("trine_relay_{sample}\n")),
+                "{sample}"
+            );
+        }
     }
 }

@@ -11,10 +11,13 @@
 //!   exit's networks), as are answers that cannot be read; answers that are
 //!   not for the query asked (ID or question differ) are dropped.
 //!
+//! The screen counts what it does ([`DnsStats`]); it is shared with the
+//! tasks that await upstream answers, so its counters are atomic.
 //! Everything here reads untrusted bytes: every read is bounds-checked and
 //! nothing panics.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::policy::Cidr;
 
@@ -74,13 +77,48 @@ pub enum Refused {
     NotAQuery,
 }
 
+impl Refused {
+    /// Every reason, in the order of [`DnsStats::refused`].
+    pub const ALL: [Refused; 4] = [
+        Refused::Malformed,
+        Refused::PrivateReverse,
+        Refused::PrivateName,
+        Refused::NotAQuery,
+    ];
+
+    /// The reason's metric label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Refused::Malformed => "malformed",
+            Refused::PrivateReverse => "private_reverse",
+            Refused::PrivateName => "private_name",
+            Refused::NotAQuery => "not_a_query",
+        }
+    }
+}
+
+/// What the screen did, counted since start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DnsStats {
+    /// Queries answered by the screen itself, by [`Refused::ALL`] index.
+    pub refused: [u64; 4],
+    /// Upstream answers replaced by SERVFAIL (reserved addresses in them,
+    /// or unreadable).
+    pub servfail: u64,
+    /// Upstream answers dropped as not for the query asked.
+    pub mismatched: u64,
+}
+
 /// The screen of one exit.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct DnsScreen {
     /// Names refused with everything under them, as lowercase labels.
     names: Vec<Vec<Vec<u8>>>,
     reserved: Vec<Cidr>,
     allowed: Vec<Cidr>,
+    refused: [AtomicU64; 4],
+    servfail: AtomicU64,
+    mismatched: AtomicU64,
 }
 
 /// A query's question: where it lies in the query, and its parts.
@@ -110,12 +148,33 @@ impl DnsScreen {
             names,
             reserved,
             allowed,
+            refused: Default::default(),
+            servfail: AtomicU64::new(0),
+            mismatched: AtomicU64::new(0),
+        }
+    }
+
+    /// The counters, as of now.
+    pub fn stats(&self) -> DnsStats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        DnsStats {
+            refused: self.refused.each_ref().map(read),
+            servfail: read(&self.servfail),
+            mismatched: read(&self.mismatched),
         }
     }
 
     /// Screens a client's query: `Ok` to forward it, or `Err` with the
     /// reply to send the client instead (`None`: drop it, it is no query).
     pub fn query(&self, query: &[u8]) -> Result<(), Option<(Refused, Vec<u8>)>> {
+        let verdict = self.screen_query(query);
+        if let Err(Some((why, _))) = &verdict {
+            self.refused[*why as usize].fetch_add(1, Ordering::Relaxed);
+        }
+        verdict
+    }
+
+    fn screen_query(&self, query: &[u8]) -> Result<(), Option<(Refused, Vec<u8>)>> {
         let header = query.get(..HEADER_LEN).ok_or(None)?;
         let flags = be16(header, 2).ok_or(None)?;
         if flags & 0x8000 != 0 {
@@ -155,6 +214,25 @@ impl DnsScreen {
     /// SERVFAIL when it points into a reserved network or cannot be read —
     /// or `None` when it is no answer to this query.
     pub fn answer(&self, query: &[u8], answer: &[u8]) -> Option<Vec<u8>> {
+        let Some((question, clean)) = self.judge(query, answer) else {
+            self.mismatched.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        if clean {
+            return Some(answer.to_vec());
+        }
+        // Rebinding: SERVFAIL rather than silence (the client's stub gives
+        // up at once instead of retrying for seconds) and rather than the
+        // answer minus its bad records (nothing of the upstream's answer
+        // reaches the client: no TTLs, no partial record sets a client
+        // might cache). Unreadable answers alike.
+        self.servfail.fetch_add(1, Ordering::Relaxed);
+        Some(reply(query, Some(&question), RCODE_SERVFAIL))
+    }
+
+    /// `None` if `answer` is not for `query`; else its question and whether
+    /// its records are clean (readable, none in a reserved network).
+    fn judge(&self, query: &[u8], answer: &[u8]) -> Option<(Question, bool)> {
         let question = read_question(query)?;
         let answer_header = answer.get(..HEADER_LEN)?;
         let flags = be16(answer_header, 2)?;
@@ -168,15 +246,8 @@ impl DnsScreen {
         {
             return None;
         }
-        match self.records_clean(answer, question.end) {
-            Some(true) => Some(answer.to_vec()),
-            // Rebinding: SERVFAIL rather than silence (the client's stub
-            // gives up at once instead of retrying for seconds) and rather
-            // than the answer minus its bad records (nothing of the
-            // upstream's answer reaches the client: no TTLs, no partial
-            // record sets a client might cache). Unreadable answers alike.
-            Some(false) | None => Some(reply(query, Some(&question), RCODE_SERVFAIL)),
-        }
+        let clean = self.records_clean(answer, question.end) == Some(true);
+        Some((question, clean))
     }
 
     /// Whether every record after the question (ending at `at`) points
@@ -670,6 +741,46 @@ mod tests {
         assert_eq!(
             rcode(&screen().answer(&asked, &cut).unwrap()),
             RCODE_SERVFAIL
+        );
+    }
+
+    #[test]
+    fn refusals_servfails_and_drops_are_counted() {
+        let screen = screen();
+        let asked = query("example.com", TYPE_A);
+        assert_eq!(screen.query(&asked), Ok(()));
+        for refused in [
+            query("1.0.0.10.in-addr.arpa", 12),
+            query("db.internal", TYPE_A),
+            query("printer.local", TYPE_A),
+            query("example.com", 252),
+            vec![0xbe, 0xef, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0],
+        ] {
+            assert!(screen.query(&refused).is_err());
+        }
+        // A response sent as a query is dropped, not refused.
+        assert_eq!(screen.query(&answer(&asked, &[])), Err(None));
+        let clean = answer(&asked, &[(TYPE_A, vec![1, 1, 1, 1])]);
+        let rebinding = answer(&asked, &[(TYPE_A, vec![127, 0, 0, 1])]);
+        let mut other_id = clean.clone();
+        other_id[0] ^= 1;
+        assert!(screen.answer(&asked, &clean).is_some());
+        assert!(screen.answer(&asked, &rebinding).is_some());
+        assert!(screen.answer(&asked, &other_id).is_none());
+        assert!(screen.answer(&asked, &other_id).is_none());
+        let stats = screen.stats();
+        // Malformed, private reverse, private names (two), not a query.
+        assert_eq!(stats.refused, [1, 1, 2, 1]);
+        assert_eq!((stats.servfail, stats.mismatched), (1, 2));
+        let names: Vec<&str> = Refused::ALL.iter().map(|why| why.name()).collect();
+        assert_eq!(
+            names,
+            [
+                "malformed",
+                "private_reverse",
+                "private_name",
+                "not_a_query"
+            ]
         );
     }
 

@@ -17,7 +17,7 @@ use trine_circuit::CircuitHandle;
 use trine_circuit::cell;
 
 use super::conntrack::{self, Forgetter, Forgotten};
-use super::dns::DnsScreen;
+use super::dns::{DnsScreen, DnsStats};
 use super::engine::{ExitEngine, Outbound};
 use super::nat::NatPool;
 use super::policy::{ExitPolicy, reserved_networks};
@@ -203,6 +203,11 @@ impl ExitRuntime {
             }
             Outbound::Refused(_) | Outbound::Dropped(_) => {}
         }
+    }
+
+    /// The DNS screen's counters.
+    pub fn dns_stats(&self) -> DnsStats {
+        self.dns_screen.stats()
     }
 
     /// Removes the nftables table (also done on drop).
