@@ -8,6 +8,11 @@
 //!   client: the exit's forward chain drops them (counted `unsolicited`).
 //! - ICMP errors a client sends leave translated or not at all: never with
 //!   the pool address as their source (the exit counts them `invalid`).
+//! - One circuit cannot send ICMP errors about another circuit's flows:
+//!   conntrack would find one quoting the web host's answer to the other
+//!   circuit's pool address `related` and pass it on, a forged "port
+//!   unreachable" from the exit's address; the exit drops it (counted
+//!   `related`) and the web host sees no ICMP at all.
 //! - A pool address a closed circuit leaves behind inherits none of its
 //!   connections: with a pool of one address, the next circuit gets it,
 //!   and the web host's late packets on the first circuit's connection
@@ -44,6 +49,16 @@ fn the_exit_host_forwards_only_what_circuits_need() {
     net.run_client("client_attacked_from_internet");
 }
 
+#[test]
+fn a_circuit_cannot_send_icmp_errors_about_another_circuits_flows() {
+    if !netns_tests_enabled() {
+        return;
+    }
+    let net = ExitNet::start("trxr", POOL);
+    net.count_at_web("icmp_in", "meta l4proto icmp");
+    net.run_client("client_forging_icmp_errors");
+}
+
 /// A pool of one address (a /29 limited by one circuit at a time): a
 /// second circuit is certain to get the first one's.
 const TINY_POOL: &str = "10.200.0.0/29";
@@ -75,6 +90,44 @@ fn client_attacked_from_internet() {
 #[ignore = "helper: run inside a namespace by the exit test"]
 fn client_reusing_an_address() {
     exitnet::client_main(reusing_an_address());
+}
+
+#[test]
+#[ignore = "helper: run inside a namespace by the exit test"]
+fn client_forging_icmp_errors() {
+    exitnet::client_main(forging_icmp_errors());
+}
+
+async fn forging_icmp_errors() {
+    let web_udp = SocketAddr::from((WEB, UDP_PORT));
+    // The victim, circuit B, the first to send: a UDP flow from the pool's
+    // first address (pool addresses are handed out in order).
+    let mut victim = Tunnel::open(exitnet::two_hops()).await;
+    victim.send(&udp_packet(40_000, web_udp, b"hello"));
+    victim.expect(|p| udp_from(p, web_udp).is_some()).await;
+    let victim_flow = SocketAddr::new(LEASED.parse().unwrap(), 40_000);
+
+    // The attacker, circuit A, with the next pool address.
+    let mut attacker = Tunnel::open(exitnet::two_hops()).await;
+    attacker.send(&udp_packet(40_000, web_udp, b"hello"));
+    attacker.expect(|p| udp_from(p, web_udp).is_some()).await;
+    assert_eq!(exitnet::exit_metric("trine_relay_exit_pool_leased "), 2);
+
+    // "Port unreachable" about the web host's answer to the victim.
+    let mut quoted = Vec::new();
+    ip::build_udp(web_udp, victim_flow, b"an answer", &mut quoted).unwrap();
+    attacker.send(&port_unreachable(&quoted));
+    exitnet::poll("the forged ICMP error dropped or delivered", || {
+        exitnet::web_counter("icmp_in") > 0 || exitnet::exit_counter("related") >= 1
+    });
+    assert_eq!(
+        exitnet::web_counter("icmp_in"),
+        0,
+        "one circuit's ICMP error about another circuit's flow reached the web host"
+    );
+    // The victim's flow still works.
+    victim.send(&udp_packet(40_000, web_udp, b"again"));
+    victim.expect(|p| udp_from(p, web_udp).is_some()).await;
 }
 
 async fn reusing_an_address() {

@@ -3,8 +3,10 @@
 //! pool behind the exit's own address, drops anything from the TUN
 //! addressed to the exit itself (a kernel-side backstop to the policy's
 //! own-address rule) and forwards only what circuits need: out of the TUN
-//! anything valid, into it only replies (established/related), nothing
-//! invalid either way. When forwarding was off before the exit turned it
+//! anything valid but ICMP errors about known flows (conntrack's `related`:
+//! it matches them by the packet they quote, which may be another
+//! circuit's), into it only replies (established/related), nothing invalid
+//! either way. When forwarding was off before the exit turned it
 //! on, the host forwards nothing else either; when it was on, the host's
 //! other forwarding is left alone. The table is installed on start,
 //! replaced if a crashed run left it behind, and removed on stop, when the
@@ -106,10 +108,14 @@ fn ipv6(address: IpAddr) -> anyhow::Result<std::net::Ipv6Addr> {
 }
 
 /// The exit's table: forward only what circuits need (counting what is
-/// refused in the named counters `invalid` and `unsolicited`), masquerade
-/// the pool out of every other interface, never deliver TUN traffic to the
-/// exit itself. Forwarding that did not involve the TUN is dropped for each
-/// family whose forwarding was off before the exit turned it on.
+/// refused in the named counters `invalid`, `related` and `unsolicited`),
+/// masquerade the pool out of every other interface, never deliver TUN
+/// traffic to the exit itself. A client's ICMP errors never leave: those
+/// about its own flows quote its inner address (conntrack finds them
+/// `invalid`), and those conntrack finds `related` quote a flow of some
+/// pool address, maybe another circuit's. Forwarding that did not involve
+/// the TUN is dropped for each family whose forwarding was off before the
+/// exit turned it on.
 fn ruleset(tun: &str, pool4: Cidr, pool6: Option<Cidr>, before: &Forwarding) -> String {
     let masquerade6 = pool6
         .map(|pool6| format!("        ip6 saddr {pool6} oifname != \"{tun}\" masquerade\n"))
@@ -126,6 +132,7 @@ fn ruleset(tun: &str, pool4: Cidr, pool6: Option<Cidr>, before: &Forwarding) -> 
          \x20   comment \"{comment}\"\n\
          \x20   counter invalid {{ }}\n\
          \x20   counter unsolicited {{ }}\n\
+         \x20   counter related {{ }}\n\
          \x20   chain input {{\n\
          \x20       type filter hook input priority filter; policy accept;\n\
          \x20       iifname \"{tun}\" counter drop\n\
@@ -135,6 +142,7 @@ fn ruleset(tun: &str, pool4: Cidr, pool6: Option<Cidr>, before: &Forwarding) -> 
          \x20       iifname \"{tun}\" ct state invalid counter name invalid drop\n\
          \x20       oifname \"{tun}\" ct state invalid counter name invalid drop\n\
          \x20       iifname \"{tun}\" oifname \"{tun}\" drop\n\
+         \x20       iifname \"{tun}\" ct state related counter name related drop\n\
          \x20       iifname \"{tun}\" accept\n\
          \x20       oifname \"{tun}\" ct state established,related accept\n\
          \x20       oifname \"{tun}\" counter name unsolicited drop\n\
@@ -334,6 +342,7 @@ mod tests {
             "iifname \"trx0\" ct state invalid counter name invalid drop",
             "oifname \"trx0\" ct state invalid counter name invalid drop",
             "iifname \"trx0\" oifname \"trx0\" drop",
+            "iifname \"trx0\" ct state related counter name related drop",
             "iifname \"trx0\" accept",
             "oifname \"trx0\" ct state established,related accept",
             "oifname \"trx0\" counter name unsolicited drop",
