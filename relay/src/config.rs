@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use trine_node::authorities::Authorities;
 
-use crate::exit::policy::{Cidr, PortRule, Protocols};
+use crate::exit::policy::{Cidr, PortRule, Protocols, reserved_networks};
 use crate::extend::DialLimits;
 
 pub use trine_node::config::ConfigError;
@@ -108,6 +108,7 @@ struct ExitNetwork {
     pool_v4: String,
     pool_v6: String,
     dns_upstream: String,
+    dns_upstream_private: bool,
 }
 
 impl Default for ExitNetwork {
@@ -118,6 +119,7 @@ impl Default for ExitNetwork {
             pool_v4: "10.200.0.0/16".into(),
             pool_v6: "fd74:7265:7869::/64".into(),
             dns_upstream: String::new(),
+            dns_upstream_private: false,
         }
     }
 }
@@ -591,6 +593,18 @@ fn exit_settings(
                     format!("`{}` is not an address", network.dns_upstream),
                 )
             })?;
+        if !network.dns_upstream_private && !upstream_may_be(parsed.ip()) {
+            return Err((
+                "exit_network.dns_upstream",
+                format!(
+                    "{} is in a reserved network: a resolver there (a systemd-resolved stub, a \
+                     cloud's resolver) answers names private to this host or its network; use \
+                     127.0.0.1 or ::1 (a resolver of your own) or a public one, or set \
+                     exit_network.dns_upstream_private = true if it answers only public names",
+                    parsed.ip()
+                ),
+            ));
+        }
         Some(parsed)
     };
     let allow_networks = policy
@@ -618,6 +632,20 @@ fn exit_settings(
         protocols,
         advertised,
     })
+}
+
+/// Whether `dns_upstream` may be an exit's upstream resolver without the
+/// operator's say-so: a global address, or 127.0.0.1 or ::1 (a resolver
+/// of the operator's own on this host).
+fn upstream_may_be(dns_upstream: IpAddr) -> bool {
+    let loopback_resolver: [IpAddr; 2] = [
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::Ipv6Addr::LOCALHOST.into(),
+    ];
+    loopback_resolver.contains(&dns_upstream)
+        || !reserved_networks()
+            .iter()
+            .any(|network| network.contains(dns_upstream))
 }
 
 /// Whether `pool` lies wholly inside one of `networks`.
@@ -722,8 +750,14 @@ pool_v6 = "fd74:7265:7869::/64"   # "" = no IPv6 exit traffic. With IPv6, the
 # the host's /etc/resolv.conf resolver: cloud resolvers answer private
 # zones. Either way, queries for private reverse zones and local names
 # (.local, .internal, .lan, this host's name, ...) are refused, and answers
-# pointing at reserved addresses reach clients as SERVFAIL.
+# pointing at reserved addresses reach clients as SERVFAIL. Clients never
+# reach this address themselves (it is refused like this host's own).
 dns_upstream = "{dns_upstream}"
+# An upstream in a reserved network other than 127.0.0.1 and ::1 (e.g.
+# systemd-resolved's 127.0.0.53, a cloud's 169.254.169.253) is refused:
+# such resolvers answer the host's and the provider's private names. Set
+# this to true only for one of your own that answers public names alone.
+dns_upstream_private = false
 
 [exit_policy]
 # Loopback, private, link-local (incl. 169.254.169.254), CGNAT, multicast,
@@ -784,6 +818,37 @@ mod tests {
         let message = parse(&text).unwrap_err().to_string();
         assert!(message.contains("exit_network.dns_upstream"), "{message}");
         assert!(message.contains("must name the resolver"), "{message}");
+    }
+
+    #[test]
+    fn a_reserved_dns_upstream_needs_the_operators_say_so() {
+        let with = |upstream: &str, private: bool| {
+            exit_template().replace("9.9.9.9:53", upstream).replace(
+                "dns_upstream_private = false",
+                &format!("dns_upstream_private = {private}"),
+            )
+        };
+        for upstream in [
+            "127.0.0.53:53",
+            "127.0.0.54",
+            "169.254.169.253:53",
+            "168.63.129.16:53",
+            "10.0.0.2:53",
+            "[fd00::53]:53",
+            "[::ffff:127.0.0.1]:53",
+        ] {
+            let message = parse(&with(upstream, false)).unwrap_err().to_string();
+            assert!(message.contains("exit_network.dns_upstream"), "{message}");
+            assert!(
+                message.contains("exit_network.dns_upstream_private = true"),
+                "{message}"
+            );
+            let config = parse(&with(upstream, true)).unwrap();
+            assert!(config.exit_settings.dns_upstream.is_some(), "{upstream}");
+        }
+        for upstream in ["127.0.0.1:53", "[::1]:53", "9.9.9.9:53", "198.18.0.4:53"] {
+            assert!(parse(&with(upstream, false)).is_ok(), "{upstream}");
+        }
     }
 
     #[test]

@@ -27,6 +27,8 @@
 
 mod common;
 mod exitnet;
+#[path = "common/netns.rs"]
+mod netns;
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};

@@ -28,6 +28,8 @@
 
 mod common;
 mod exitnet;
+#[path = "common/netns.rs"]
+mod netns;
 
 use std::net::{Ipv4Addr, SocketAddr};
 

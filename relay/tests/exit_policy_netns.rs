@@ -14,12 +14,15 @@
 //! - UDP to the advertised address is refused and never reaches a service
 //!   of the exit (a canary listening there logs nothing);
 //! - allowed UDP still reaches the destination and its answer comes back;
-//! - DNS: the destination is also the exit's upstream resolver, a fake one
-//!   that logs every name it is asked and answers `rebind*` names with
-//!   127.0.0.1, 10.1.2.3 and ::1. A private PTR lookup and an `.internal`
-//!   name are answered REFUSED and never reach it; the rebinding answers
-//!   reach the client only as SERVFAIL without a record; a public name
-//!   resolves.
+//! - DNS: the destination is also the exit's upstream resolver (on a
+//!   second address, .6), a fake one that logs every name it is asked and
+//!   answers `rebind*` names with 127.0.0.1, 10.1.2.3 and ::1. A private
+//!   PTR lookup and an `.internal` name are answered REFUSED and never
+//!   reach it; the rebinding answers reach the client only as SERVFAIL
+//!   without a record; a public name resolves. A query sent straight to
+//!   the upstream's address (past the DNS screen; port 53 is allowed) is
+//!   refused as one of the exit's own and never reaches it;
+//! - the exit's metrics count each refusal by rule and reason.
 //!
 //! Without root this test fails; set TRINE_SKIP_NETNS=1 to skip it
 //! knowingly. Namespaces are removed even when it fails.
@@ -40,13 +43,18 @@ use trine_circuit::{HopSpec, OnionPublicKey, RelayId};
 use trine_testnet::{Network, Node, must, netns_tests_enabled};
 
 use common::{BIN, Scratch, init, read_onion_key, set_key};
-use netns::{Tunnel, helper, ipv4_packet, is_helper, is_prohibited, udp_packet, udp_payload_from};
+use netns::{
+    Tunnel, helper, ipv4_packet, is_helper, is_prohibited, metric_in, udp_packet, udp_payload_from,
+};
 
 const PREFIX: &str = "trxp";
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 2);
 const MIDDLE: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 3);
 const EXIT: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 4);
 const DEST: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 5);
+/// The destination's second address, where the exit's upstream resolver
+/// listens.
+const RESOLVER: Ipv4Addr = Ipv4Addr::new(198, 18, 4, 6);
 /// The exit's advertised address: the cloud NAT maps it to `EXIT`.
 const ADVERTISED: Ipv4Addr = Ipv4Addr::new(198, 18, 5, 4);
 const RELAY_PORT: u16 = 9443;
@@ -178,6 +186,16 @@ fn exit_policy_holds_against_a_client_sending_real_packets() {
         "-w",
         "net.ipv4.ip_forward=1",
     ]);
+    must(&[
+        "ip",
+        "-n",
+        &dest_ns,
+        "addr",
+        "add",
+        &format!("{RESOLVER}/24"),
+        "dev",
+        "eth0",
+    ]);
     let rules = root.join("destination.nft");
     std::fs::write(&rules, destination_rules()).unwrap();
     must(&[
@@ -191,11 +209,16 @@ fn exit_policy_holds_against_a_client_sending_real_packets() {
     ]);
 
     let (middle, middle_config) = prepare_relay(root, "middle", MIDDLE, None);
-    let ports = format!("[\"accept {ECHO_PORT}\", \"accept {CANARY_PORT}\", \"reject *\"]");
-    let upstream = format!("\"{DEST}:{DNS_PORT}\"");
+    let ports = format!(
+        "[\"accept {ECHO_PORT}\", \"accept {CANARY_PORT}\", \"accept {DNS_PORT}\", \"reject *\"]"
+    );
+    let upstream = format!("\"{RESOLVER}:{DNS_PORT}\"");
+    // No directory here: the exit trusts the middle by configuration.
+    let trusted = format!("[\"{}\"]", middle.id);
     let exit_edits = [
         ("ports", ports.as_str()),
         ("dns_upstream", upstream.as_str()),
+        ("trusted_relays", trusted.as_str()),
     ];
     let (exit, exit_config) = prepare_relay(root, "exit", EXIT, Some(&exit_edits));
     for (role, config) in [("m", &middle_config), ("e", &exit_config)] {
@@ -246,7 +269,7 @@ fn exit_policy_holds_against_a_client_sending_real_packets() {
     );
     let canary = std::fs::read_to_string(&canary_log).unwrap_or_default();
     let asked = std::fs::read_to_string(&dns_log).unwrap_or_default();
-    for private in ["in-addr.arpa", "internal"] {
+    for private in ["in-addr.arpa", "internal", "direct.example"] {
         assert!(!asked.contains(private), "the upstream was asked: {asked}");
     }
     assert!(
@@ -257,6 +280,22 @@ fn exit_policy_holds_against_a_client_sending_real_packets() {
         client.status.success() && stdout.contains("client checks passed"),
         "client in its namespace failed:\n{stdout}\n{stderr}"
     );
+    let counted = |line: &str| metric_in(&exit_ns, line);
+    for (line, count) in [
+        ("trine_relay_exit_refused_total{rule=\"protocol\"}", 2),
+        ("trine_relay_exit_refused_total{rule=\"own_address\"}", 2),
+        (
+            "trine_relay_exit_dns_refused_total{reason=\"private_reverse\"}",
+            2,
+        ),
+        (
+            "trine_relay_exit_dns_refused_total{reason=\"private_name\"}",
+            1,
+        ),
+        ("trine_relay_exit_dns_servfail_total", 3),
+    ] {
+        assert_eq!(counted(line), count, "{line}");
+    }
 }
 
 /// Runs in the destination namespace: a UDP echo on `ECHO_PORT`, and the
@@ -267,7 +306,7 @@ fn destination_host() {
     if !is_helper() {
         return;
     }
-    let dns = UdpSocket::bind((DEST, DNS_PORT)).unwrap();
+    let dns = UdpSocket::bind((RESOLVER, DNS_PORT)).unwrap();
     let log = std::env::var("TRXP_LOG").unwrap();
     std::thread::spawn(move || fake_resolver(&dns, Path::new(&log)));
     let echo = UdpSocket::bind((DEST, ECHO_PORT)).unwrap();
@@ -470,6 +509,16 @@ async fn attacks(path: Vec<HopSpec>) {
         answer.ends_with(&DEST.octets()),
         "public.example: {answer:?}"
     );
+
+    // (e) A query straight to the upstream, past the screen, is refused.
+    let upstream = SocketAddr::from((RESOLVER, DNS_PORT));
+    let direct = dns_query(8, "direct.example", A);
+    tunnel.send(&udp_packet(42_000, upstream, &direct));
+    tunnel
+        .expect("ICMP prohibited about the upstream resolver", WAIT, |p| {
+            is_prohibited(p, RESOLVER, 17)
+        })
+        .await;
 
     // Allowed traffic still flows after the refusals.
     tunnel.send(&udp_packet(40_000, echo, b"after"));

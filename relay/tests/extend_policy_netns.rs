@@ -42,7 +42,7 @@ use trine_directory::{
 use trine_testnet::{Network, Node, must, netns_tests_enabled};
 
 use common::{BIN, Client, Scratch, init, read_onion_key, set_key};
-use netns::{helper, is_helper, metrics_in};
+use netns::{helper, is_helper, metric_in, metrics_in};
 
 const PREFIX: &str = "trxd";
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 6, 2);
@@ -88,12 +88,7 @@ fn sent_toward(net: &Network, name: &str) -> u64 {
 
 /// The value of the relay's metric line starting with `line`, 0 if absent.
 fn relay_metric(net: &Network, line: &str) -> u64 {
-    metrics_in(&net.ns("r"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(line))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+    metric_in(&net.ns("r"), line)
 }
 
 fn refused(reason: &str) -> String {

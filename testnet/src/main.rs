@@ -159,9 +159,12 @@ enum Command {
     /// Run the web host: HTTP on port 80 (`/ip`, `/bytes/N`) and a DNS
     /// resolver for web.trine.test on port 53, logging every request.
     Web {
-        /// The address to serve on.
+        /// The address to serve HTTP on.
         #[arg(long)]
         address: Ipv4Addr,
+        /// The address to serve DNS on (default: `--address`).
+        #[arg(long)]
+        resolver: Option<Ipv4Addr>,
         /// Where to log requests ("http SRC PATH", "dns SRC NAME").
         #[arg(long)]
         log: PathBuf,
@@ -235,7 +238,11 @@ fn main() -> ExitCode {
             session::bench_client(&dir, binaries(), rounds.max(1)).map(|table| print!("{table}")),
         ),
         Command::Demo(args) => report(args.options().and_then(|options| session::demo(&dir, binaries(), options))),
-        Command::Web { address, log } => match web::serve(address, &log) {
+        Command::Web {
+            address,
+            resolver,
+            log,
+        } => match web::serve(address, resolver.unwrap_or(address), &log) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {
                 eprintln!("trine-testnet web: {error}");

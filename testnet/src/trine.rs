@@ -26,6 +26,9 @@ use crate::{Network, Node, must};
 
 /// The web host's address ("the internet").
 pub const WEB: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 1);
+/// The web host's resolver, the exits' DNS upstream: an address of its
+/// own, since exits refuse their clients their upstream's address.
+pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(198, 18, 200, 53);
 /// The client's address on the hub.
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 /// The name the web host's resolver answers for.
@@ -318,7 +321,19 @@ impl TrineNet {
             Naming::PerProcess(prefix) => Network::build(prefix, &nodes),
             Naming::Tagged(tag) => Network::build_tagged(tag, &nodes),
         };
-        // The web host answers the hub's subnet; only exits route to it.
+        // The web host answers the hub's subnet; only exits route to it
+        // (and to its resolver).
+        let resolver = format!("{RESOLVER}/32");
+        must(&[
+            "ip",
+            "-n",
+            &network.ns("web"),
+            "addr",
+            "add",
+            &resolver,
+            "dev",
+            "eth0",
+        ]);
         must(&[
             "ip",
             "-n",
@@ -331,16 +346,18 @@ impl TrineNet {
         ]);
         for (_, kind, role, _) in &plan {
             if *kind == Kind::Exit {
-                must(&[
-                    "ip",
-                    "-n",
-                    &network.ns(role),
-                    "route",
-                    "add",
-                    &format!("{WEB}/32"),
-                    "dev",
-                    "eth0",
-                ]);
+                for host in [format!("{WEB}/32"), resolver.clone()] {
+                    must(&[
+                        "ip",
+                        "-n",
+                        &network.ns(role),
+                        "route",
+                        "add",
+                        &host,
+                        "dev",
+                        "eth0",
+                    ]);
+                }
             }
         }
 
@@ -446,7 +463,7 @@ impl TrineNet {
                         ("extend", "private_networks", "[\"198.18.0.0/15\"]".into()),
                     ];
                     if node.kind == Kind::Exit {
-                        edits.push(("exit_network", "dns_upstream", format!("\"{WEB}:53\"")));
+                        edits.push(("exit_network", "dns_upstream", format!("\"{RESOLVER}:53\"")));
                         edits.push(("exit_network", "pool_v6", "\"\"".into()));
                         edits.push(("exit_policy", "allow_networks", format!("[\"{WEB}/32\"]")));
                     }
@@ -480,6 +497,8 @@ impl TrineNet {
                         "web".into(),
                         "--address".into(),
                         WEB.to_string(),
+                        "--resolver".into(),
+                        RESOLVER.to_string(),
                         "--log".into(),
                         path(&dir.join("requests.log")),
                     ];

@@ -29,15 +29,16 @@ fn record(log: &Log, line: &str) {
     }
 }
 
-/// Serves HTTP on `address:80` and DNS on `address:53` until killed.
-pub fn serve(address: Ipv4Addr, log: &Path) -> std::io::Result<()> {
+/// Serves HTTP on `address:80` and DNS on `resolver:53` (answering with
+/// `address`) until killed.
+pub fn serve(address: Ipv4Addr, resolver: Ipv4Addr, log: &Path) -> std::io::Result<()> {
     let log: Log = Arc::new(Mutex::new(
         std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)?,
     ));
-    let dns = UdpSocket::bind((address, 53))?;
+    let dns = UdpSocket::bind((resolver, 53))?;
     let dns_log = log.clone();
     std::thread::spawn(move || serve_dns(&dns, address, &dns_log));
     let http = TcpListener::bind((address, 80))?;

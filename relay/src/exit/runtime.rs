@@ -123,10 +123,12 @@ impl ExitRuntime {
         )?;
         let forgetter = Forgetter::start(forgotten)?;
         // Read after the TUN exists: its gateway addresses count as our
-        // own. So do the advertised ones, which behind a 1:1 NAT are on no
-        // interface yet reach this host.
-        let mut own = system::own_addresses()?;
-        own.extend(&settings.advertised);
+        // own.
+        let own = own_addresses(
+            system::own_addresses()?,
+            &settings.advertised,
+            dns_upstream.ip(),
+        );
         let policy = ExitPolicy::new(settings.allow_networks.clone(), own, settings.ports.clone())
             .with_pools([pool4].into_iter().chain(pool6))
             .with_protocols(settings.protocols);
@@ -269,6 +271,22 @@ impl ExitRuntime {
     }
 }
 
+/// The addresses no client reaches, whatever `allow_networks` says: those
+/// on this host's `interfaces`, the `advertised` ones (behind a 1:1 NAT on
+/// no interface, yet they reach this host) and the DNS upstream's (a
+/// resolver that answers this host alone would answer a client asking it
+/// straight, past the [`DnsScreen`]).
+fn own_addresses(
+    interfaces: Vec<IpAddr>,
+    advertised: &[IpAddr],
+    dns_upstream: IpAddr,
+) -> Vec<IpAddr> {
+    let mut own = interfaces;
+    own.extend(advertised);
+    own.push(dns_upstream);
+    own
+}
+
 async fn ask(upstream: SocketAddr, query: &[u8]) -> anyhow::Result<Vec<u8>> {
     let bind: SocketAddr = match upstream.ip() {
         IpAddr::V4(_) => ([0, 0, 0, 0], 0).into(),
@@ -308,5 +326,44 @@ async fn read_tun(system: Arc<ExitSystem>, mtu: u16, to_core: mpsc::Sender<Vec<u
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::exit::policy::Refusal;
+    use trine_circuit::ip;
+
+    #[test]
+    fn the_dns_upstream_is_refused_like_the_exits_own_addresses() {
+        let upstream: IpAddr = "198.51.100.53".parse().unwrap();
+        let own = own_addresses(
+            vec!["127.0.0.1".parse().unwrap()],
+            &["203.0.113.9".parse().unwrap()],
+            upstream,
+        );
+        // Even inside a network the operator allows, and on any port.
+        let allowed = vec!["198.51.100.0/24".parse().unwrap()];
+        let policy = ExitPolicy::new(allowed, own, vec![]);
+        for port in [53, 443, 853] {
+            let mut packet = Vec::new();
+            let to = SocketAddr::new(upstream, port);
+            ip::build_udp((ip::TUNNEL_CLIENT_V4, 40_000).into(), to, b"q", &mut packet).unwrap();
+            let info = ip::parse(&packet).unwrap();
+            assert_eq!(policy.check(&packet, &info), Err(Refusal::OwnAddress));
+        }
+        let mut neighbour = Vec::new();
+        let to = SocketAddr::from(([198, 51, 100, 54], 53));
+        ip::build_udp(
+            (ip::TUNNEL_CLIENT_V4, 40_000).into(),
+            to,
+            b"q",
+            &mut neighbour,
+        )
+        .unwrap();
+        let info = ip::parse(&neighbour).unwrap();
+        assert_eq!(policy.check(&neighbour, &info), Ok(()));
     }
 }

@@ -56,6 +56,17 @@ pub fn metrics_in(namespace: &str) -> Option<String> {
     (out.status.success() && text.contains("trine_relay_")).then_some(text)
 }
 
+/// The value of the metric line starting with `line` of the relay in
+/// `namespace` (see [`metrics_in`]); 0 when absent or not answering.
+pub fn metric_in(namespace: &str, line: &str) -> u64 {
+    metrics_in(namespace)
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(line))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// A client's circuit over a real link, for sending raw IP packets.
 pub struct Tunnel {
     _endpoint: Endpoint,

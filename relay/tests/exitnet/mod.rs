@@ -1,8 +1,9 @@
 //! The exit tests' network in namespaces, shared by `exit_netns.rs` and
 //! `exit_host_netns.rs`: a client (198.18.0.2), an exit relay (.3), a web
-//! host (.4) and a middle relay (.5) on one bridge; the real `trine-relay`
-//! runs the exit and the middle, and this test binary, re-run inside a
-//! namespace, plays the web host and the client. The client side builds
+//! host (.4, its resolver on .6) and a middle relay (.5) on one bridge;
+//! the real `trine-relay` runs the exit and the middle, and this test
+//! binary, re-run inside a namespace, plays the web host and the client.
+//! The client side builds
 //! circuits over real links and sends raw IP packets built here,
 //! independently of the code under test. Observations come from the exit's
 //! metrics and nftables counters and from counters in the web host's own
@@ -28,6 +29,9 @@ pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 pub const EXIT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
 pub const WEB: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 4);
 pub const MIDDLE: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 5);
+/// The web host's resolver, the exit's DNS upstream: an address of its
+/// own, since the exit refuses its clients the upstream's address.
+pub const RESOLVER: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 6);
 pub const RELAY_PORT: u16 = 9443;
 /// UDP: answered with the source the web host saw.
 pub const UDP_PORT: u16 = 7000;
@@ -90,7 +94,7 @@ impl ExitNet {
         let config = exit_dir.join("relay.toml");
         let mut text = std::fs::read_to_string(&config).unwrap();
         text = common::set_key(&text, "exit", "true");
-        text = common::set_key(&text, "dns_upstream", &format!("\"{WEB}:{DNS_PORT}\""));
+        text = common::set_key(&text, "dns_upstream", &format!("\"{RESOLVER}:{DNS_PORT}\""));
         text = common::set_key(&text, "pool_v4", &format!("\"{pool_v4}\""));
         for (key, value) in settings {
             text = common::set_key(&text, key, value);
@@ -111,6 +115,16 @@ impl ExitNet {
                 .unwrap();
             net.children.push(child);
         }
+        must(&[
+            "ip",
+            "-n",
+            &net.ns("w"),
+            "addr",
+            "add",
+            &format!("{RESOLVER}/24"),
+            "dev",
+            "eth0",
+        ]);
         let web = helper(&net.ns("w"), "web_host", &[])
             .stdout(Stdio::null())
             .spawn()
@@ -282,21 +296,7 @@ pub fn poll(what: &str, mut ready: impl FnMut() -> bool) {
 /// A metric of the exit relay (the first line starting with `line`), 0
 /// when absent.
 pub fn exit_metric(line: &str) -> u64 {
-    let out = sh(&[
-        "ip",
-        "netns",
-        "exec",
-        &env("TRINE_NS_EXIT"),
-        "bash",
-        "-c",
-        "exec 3<>/dev/tcp/127.0.0.1/9464 && printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' >&3 \
-         && cat <&3",
-    ]);
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find(|l| l.starts_with(line))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-        .unwrap_or(0)
+    crate::netns::metric_in(&env("TRINE_NS_EXIT"), line)
 }
 
 /// The exit's drop counter for one-hop DATA.
@@ -576,7 +576,7 @@ pub fn web_host_main() {
             let _ = udp.send_to(format!("saw {from}").as_bytes(), from);
         }
     });
-    let dns = UdpSocket::bind((WEB, DNS_PORT)).unwrap();
+    let dns = UdpSocket::bind((RESOLVER, DNS_PORT)).unwrap();
     std::thread::spawn(move || {
         let mut buf = [0; 2048];
         while let Ok((len, from)) = dns.recv_from(&mut buf) {
