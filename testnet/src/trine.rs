@@ -584,6 +584,12 @@ impl TrineNet {
             panic!("{error}");
         }
         self.start_node("client");
+        self.wait_client_socket();
+    }
+
+    /// Waits (up to 20 s, else panics with its log) until the client
+    /// daemon answers on its control socket.
+    pub fn wait_client_socket(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(self.client_socket()).is_err() {
             assert!(
@@ -593,6 +599,29 @@ impl TrineNet {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// `trine up --no-wait`, then, once the kill switch's table exists,
+    /// [`TrineNet::watch_client_port`] into `table`. Before the table is in,
+    /// the namespace is unprotected by design (its IPv6 router
+    /// solicitations go out, say), so the watch starts only then.
+    pub fn up_watched(&self, table: &str) {
+        let out = self.trine(&["up", "--no-wait"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self
+            .exec("client", &["nft", "list", "table", "inet", "trine_client"])
+            .status
+            .success()
+        {
+            assert!(Instant::now() < deadline, "no kill switch after `trine up`");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.watch_client_port(table);
     }
 
     /// The node called `name`.

@@ -93,22 +93,7 @@ fn client_tunnels_everything_fails_over_and_leaves_no_trace() {
     // design (its IPv6 router solicitations go out, say), so the watch on
     // the bridge starts once the table exists; then wait for the
     // directory's first consensus and a circuit.
-    let out = net.trine(&["up", "--no-wait"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !net
-        .exec("client", &["nft", "list", "table", "inet", "trine_client"])
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "no kill switch after `trine up`");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    net.watch_client_port(WATCH);
+    net.up_watched(WATCH);
     let out = net.trine(&["up", "--timeout", "120"]);
     assert!(
         out.status.success(),

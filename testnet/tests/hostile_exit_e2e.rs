@@ -202,18 +202,6 @@ fn wait_connected(net: &TrineNet, within: Duration, what: &str) {
     }
 }
 
-fn wait_for_socket(net: &TrineNet) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::os::unix::net::UnixStream::connect(net.client_socket()).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "the client daemon never opened its socket; log:\n{}",
-            net.log("client")
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// The client's guards: on the active path and in its guard list.
 fn guards(net: &TrineNet, seen: &mut BTreeSet<String>) {
     if let Some(guard) = net.client_path().first() {
@@ -287,22 +275,7 @@ fn a_hostile_exit_reaches_nothing_and_a_crash_leaks_nothing() {
     );
 
     net.start_client();
-    let out = net.trine(&["up", "--no-wait"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !net
-        .exec("client", &["nft", "list", "table", "inet", "trine_client"])
-        .status
-        .success()
-    {
-        assert!(Instant::now() < deadline, "no kill switch after `trine up`");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    net.watch_client_port(WATCH);
+    net.up_watched(WATCH);
     wait_connected(&net, Duration::from_secs(120), "trine up");
     assert_eq!(net.client_path().last().map(String::as_str), Some("exit1"));
     // The counters above watch this very device.
@@ -457,7 +430,7 @@ fn a_hostile_exit_reaches_nothing_and_a_crash_leaks_nothing() {
         std::thread::sleep(Duration::from_millis(50));
     }
     net.start_node("client");
-    wait_for_socket(&net);
+    net.wait_client_socket();
     let deadline = Instant::now() + Duration::from_secs(20);
     while failures(&net) < failed_before + 2 {
         assert!(
@@ -494,7 +467,7 @@ fn a_hostile_exit_reaches_nothing_and_a_crash_leaks_nothing() {
         "SIGTERM opened the firewall while the target was up"
     );
     net.start_node("client");
-    wait_for_socket(&net);
+    net.wait_client_socket();
     wait_connected(&net, Duration::from_secs(60), "after SIGTERM, by itself");
     // The application keeps sending for at least ten seconds after the
     // kill, whatever the restarts took: the window the counters watch.
@@ -525,7 +498,7 @@ fn a_hostile_exit_reaches_nothing_and_a_crash_leaks_nothing() {
         "the daemon ignored SIGTERM"
     );
     net.start_node("client");
-    wait_for_socket(&net);
+    net.wait_client_socket();
     assert_eq!(net.client_status()["state"], "disconnected");
     assert!(
         !net.exec("client", &["nft", "list", "table", "inet", "trine_client"])
