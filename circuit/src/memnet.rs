@@ -228,8 +228,8 @@ impl<R: RngCore + CryptoRng> MemNet<R> {
                         let end = self.open(Node::Relay(index), Node::Relay(next));
                         // Both ends proved relay identities (as QUIC links
                         // between relays do); the client's link never does.
-                        self.relays[index].relay_link_up(end.link);
-                        self.relays[next].relay_link_up(end.link);
+                        self.relays[index].set_link_is_relay(end.link, true);
+                        self.relays[next].set_link_is_relay(end.link, true);
                         self.relays[index].extend_ready(circuit, end);
                     }
                     None => self.relays[index].extend_failed(circuit, Reason::ConnectFailed),

@@ -10,11 +10,16 @@
 //! PING, PADDING, END), and seals one backward layer on cells coming back.
 //!
 //! An exit sends DATA out only on circuits whose previous hop is a relay
-//! (Tor's rule): the shell names the links whose peer proved a relay
-//! identity ([`RelayTable::relay_link_up`]), each circuit remembers at
-//! CREATE whether it came over one, and DATA on a one-hop circuit (a client
-//! straight to the exit) is dropped as [`DropReason::OneHop`]. Otherwise any
-//! exit would be a non-anonymous one-hop proxy.
+//! (Tor's rule): the shell says which links are to a relay it recognises
+//! (listed in its consensus at the link's address, or trusted by
+//! configuration) with [`RelayTable::set_link_is_relay`], and says it again
+//! whenever that changes (a newer consensus). Each circuit carries the
+//! current answer for its previous link, so a circuit built while the
+//! shell's consensus lagged exits once it catches up, and the DATA path
+//! reads one flag. DATA whose previous hop is not a recognised relay (a
+//! client straight to the exit, or a peer with an identity of its own
+//! making) is dropped as [`DropReason::OneHop`]. Otherwise any exit would
+//! be a non-anonymous one-hop proxy.
 //! The data path works in place in the caller's buffer and returns a
 //! [`RelayAction`]; everything the table produces on its own (CREATED,
 //! EXTENDED, TRUNCATED, DESTROY, PONG) is queued for
@@ -282,7 +287,8 @@ impl Next {
 #[derive(Debug)]
 struct Circuit {
     prev: CircuitRef,
-    /// Whether `prev` is on a link to a relay (not a client) at CREATE.
+    /// Whether `prev` is on a link the shell says is to a relay, kept
+    /// current by [`RelayTable::set_link_is_relay`].
     prev_is_relay: bool,
     next: Next,
     crypto: HopCrypto,
@@ -326,6 +332,19 @@ enum Side {
     Next,
 }
 
+/// Every circuit end on `link`.
+fn ends_on(
+    ends: &BTreeMap<CircuitRef, (CircuitHandle, Side)>,
+    link: LinkId,
+) -> std::collections::btree_map::Range<'_, CircuitRef, (CircuitHandle, Side)> {
+    ends.range(
+        CircuitRef { link, circ: 0 }..=CircuitRef {
+            link,
+            circ: u64::MAX,
+        },
+    )
+}
+
 /// All circuits through one relay.
 pub struct RelayTable<R> {
     id: RelayId,
@@ -335,7 +354,7 @@ pub struct RelayTable<R> {
     circuits: BTreeMap<CircuitHandle, Circuit>,
     ends: BTreeMap<CircuitRef, (CircuitHandle, Side)>,
     per_link: BTreeMap<LinkId, usize>,
-    /// Links whose peer proved a relay identity.
+    /// Links the shell says are to a recognised relay.
     relay_links: BTreeSet<LinkId>,
     next_handle: u64,
     next_sweep: Option<Instant>,
@@ -379,12 +398,29 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
         self.onion_keys = onion_keys;
     }
 
-    /// The shell's link `link` is to an authenticated relay: its peer
-    /// proved a relay identity. Circuits created over it afterwards may
-    /// send DATA out of an exit; circuits from any other link (clients)
-    /// may not. Forgotten when [`RelayTable::link_closed`] is called.
-    pub fn relay_link_up(&mut self, link: LinkId) {
-        self.relay_links.insert(link);
+    /// Whether the shell's link `link` is to a relay it recognises (its
+    /// peer proved an identity the consensus lists at the link's address,
+    /// or one configured as trusted). Circuits whose previous hop is on
+    /// such a link may send DATA out of an exit; others (clients, unknown
+    /// identities) may not. Applies at once to the circuits already on the
+    /// link; may be called again whenever the answer changes. Forgotten
+    /// when [`RelayTable::link_closed`] is called.
+    pub fn set_link_is_relay(&mut self, link: LinkId, is_relay: bool) {
+        let changed = if is_relay {
+            self.relay_links.insert(link)
+        } else {
+            self.relay_links.remove(&link)
+        };
+        if !changed {
+            return;
+        }
+        for (_, (handle, side)) in ends_on(&self.ends, link) {
+            if *side == Side::Prev {
+                if let Some(circuit) = self.circuits.get_mut(handle) {
+                    circuit.prev_is_relay = is_relay;
+                }
+            }
+        }
     }
 
     /// Counters.
@@ -761,8 +797,8 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
         true
     }
 
-    /// The link `circuit` came in on (toward the client), and whether its
-    /// peer had proved a relay identity when the circuit was created.
+    /// The link `circuit` came in on (toward the client), and whether the
+    /// shell currently says its peer is a relay.
     pub fn previous_hop(&self, circuit: CircuitHandle) -> Option<(LinkId, bool)> {
         let entry = self.circuits.get(&circuit)?;
         Some((entry.prev.link, entry.prev_is_relay))
@@ -791,16 +827,7 @@ impl<R: RngCore + CryptoRng> RelayTable<R> {
     /// A whole link closed: every circuit end on it is gone.
     pub fn link_closed(&mut self, link: LinkId) {
         self.relay_links.remove(&link);
-        let on_link: Vec<CircuitRef> = self
-            .ends
-            .range(
-                CircuitRef { link, circ: 0 }..=CircuitRef {
-                    link,
-                    circ: u64::MAX,
-                },
-            )
-            .map(|(end, _)| *end)
-            .collect();
+        let on_link: Vec<CircuitRef> = ends_on(&self.ends, link).map(|(end, _)| *end).collect();
         for end in on_link {
             self.stream_closed(end);
         }

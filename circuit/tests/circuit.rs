@@ -577,14 +577,14 @@ fn an_exit_refuses_data_on_a_one_hop_circuit_but_still_answers_ping() {
     ));
 }
 
-/// Builds a one-hop circuit to `exit` arriving on `link` and sends one
-/// DATA cell on it; returns what the exit did with the DATA.
-fn data_on_link(
+/// Builds a one-hop circuit to `exit` arriving on `link`; returns the
+/// client's end and the exit's.
+fn circuit_on_link(
     exit: &mut trine_circuit::RelayTable<ChaCha20Rng>,
     relays: &Relays,
     link: u64,
     now: Instant,
-) -> trine_circuit::RelayAction {
+) -> (ClientCircuit, trine_circuit::CircuitRef) {
     let mut rng = ChaCha20Rng::seed_from_u64(link);
     let mut client =
         ClientCircuit::new(vec![relays.hop(0)], &ClientConfig::default(), now, &mut rng).unwrap();
@@ -593,30 +593,88 @@ fn data_on_link(
     exit.handle_cell(now, from, trine_circuit::Channel::Control, &mut create);
     let mut created = exit.poll_transmit().unwrap().bytes;
     client.handle_cell(now, &mut created).unwrap();
+    (client, from)
+}
+
+/// Sends one DATA cell from `client` on its circuit at `from`; returns
+/// what the exit did with it.
+fn send_data(
+    exit: &mut trine_circuit::RelayTable<ChaCha20Rng>,
+    client: &mut ClientCircuit,
+    from: trine_circuit::CircuitRef,
+    now: Instant,
+) -> trine_circuit::RelayAction {
     let mut cell = Vec::new();
     trine_circuit::cell::data_cell(&mut cell, b"out");
     assert!(client.seal_data(&mut cell));
     exit.handle_cell(now, from, trine_circuit::Channel::Datagram, &mut cell)
 }
 
+/// Builds a one-hop circuit to `exit` arriving on `link` and sends one
+/// DATA cell on it; returns what the exit did with the DATA.
+fn data_on_link(
+    exit: &mut trine_circuit::RelayTable<ChaCha20Rng>,
+    relays: &Relays,
+    link: u64,
+    now: Instant,
+) -> trine_circuit::RelayAction {
+    let (mut client, from) = circuit_on_link(exit, relays, link, now);
+    send_data(exit, &mut client, from, now)
+}
+
 #[test]
-fn only_circuits_created_over_an_open_relay_link_may_exit() {
+fn only_circuits_over_a_link_to_a_recognised_relay_may_exit() {
     let now = Instant::now();
     let relays = Relays::new(1, 22);
     let mut exit = relays.tables(22).remove(0);
-    exit.relay_link_up(7);
+    exit.set_link_is_relay(7, true);
     assert!(matches!(
         data_on_link(&mut exit, &relays, 7, now),
         trine_circuit::RelayAction::Exit { .. }
     ));
     // Once the shell reports the link closed, it is forgotten.
-    exit.relay_link_up(8);
+    exit.set_link_is_relay(8, true);
     exit.link_closed(8);
     assert_eq!(
         data_on_link(&mut exit, &relays, 8, now),
         trine_circuit::RelayAction::Dropped(DropReason::OneHop)
     );
     assert_eq!(exit.stats().drops.get(&DropReason::OneHop), Some(&1));
+}
+
+#[test]
+fn a_links_relay_status_applies_to_its_circuits_at_data_time() {
+    let now = Instant::now();
+    let relays = Relays::new(1, 23);
+    let mut exit = relays.tables(23).remove(0);
+    // Built while the exit did not (yet) recognise the peer: refused.
+    let (mut client, from) = circuit_on_link(&mut exit, &relays, 9, now);
+    let (mut other, other_from) = circuit_on_link(&mut exit, &relays, 10, now);
+    assert_eq!(
+        send_data(&mut exit, &mut client, from, now),
+        trine_circuit::RelayAction::Dropped(DropReason::OneHop)
+    );
+    // A newer consensus lists it: the same circuit now exits; circuits on
+    // other links are untouched.
+    exit.set_link_is_relay(9, true);
+    let trine_circuit::RelayAction::Exit { circuit, .. } =
+        send_data(&mut exit, &mut client, from, now)
+    else {
+        panic!("a circuit over a recognised relay link did not exit");
+    };
+    assert_eq!(exit.previous_hop(circuit), Some((9, true)));
+    assert_eq!(
+        send_data(&mut exit, &mut other, other_from, now),
+        trine_circuit::RelayAction::Dropped(DropReason::OneHop)
+    );
+    // Delisted: refused again, without closing the circuit.
+    exit.set_link_is_relay(9, false);
+    assert_eq!(
+        send_data(&mut exit, &mut client, from, now),
+        trine_circuit::RelayAction::Dropped(DropReason::OneHop)
+    );
+    assert_eq!(exit.stats().drops.get(&DropReason::OneHop), Some(&3));
+    assert_eq!(exit.circuit_count(), 2);
 }
 
 #[test]

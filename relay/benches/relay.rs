@@ -180,8 +180,9 @@ fn start_sink() -> Sink {
             next_link += 1;
             let link_id = next_link;
             if link.peer_identity().is_some() {
-                // A relay dialled in (the middle): as the daemon does.
-                table.lock().unwrap().relay_link_up(link_id);
+                // A relay dialled in (the middle), trusted as the daemon
+                // trusts a listed or configured relay.
+                table.lock().unwrap().set_link_is_relay(link_id, true);
             }
             let datagrams = link.clone();
             let (count, notify) = (count.clone(), notify.clone());

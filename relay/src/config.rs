@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use trine_circuit::RelayId;
 use trine_node::authorities::Authorities;
 
 use crate::exit::policy::{Cidr, PortRule, Protocols, reserved_networks};
@@ -40,6 +41,8 @@ struct File {
     directory: DirectoryFile,
     #[serde(default)]
     extend: ExtendFile,
+    #[serde(default)]
+    circuits: CircuitsFile,
     #[serde(default)]
     exit_network: ExitNetwork,
     #[serde(default)]
@@ -77,6 +80,12 @@ impl Default for DirectoryFile {
             publish_every_secs: 1800,
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct CircuitsFile {
+    trusted_relays: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +261,9 @@ pub struct Config {
     pub directory: Option<(Authorities, Duration)>,
     /// Where an EXTEND may make this relay dial.
     pub extend: ExtendSettings,
+    /// Relays whose circuits may exit here although no consensus lists
+    /// them (`peers.rs`): for networks without a directory.
+    pub trusted_relays: Vec<RelayId>,
 }
 
 /// Where an EXTEND may make this relay dial (`extend.rs` decides).
@@ -435,6 +447,19 @@ impl Config {
         };
         let extend =
             extend_settings(&file.extend).map_err(|(field, problem)| invalid(field, problem))?;
+        let trusted_relays = file
+            .circuits
+            .trusted_relays
+            .iter()
+            .map(|text| {
+                RelayId::from_hex(text).map_err(|_| {
+                    invalid(
+                        "circuits.trusted_relays",
+                        format!("{text:?} is not a relay fingerprint (64 hex digits)"),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
         let key_dir = if file.key_dir.is_absolute() {
             file.key_dir
         } else {
@@ -464,6 +489,7 @@ impl Config {
             link_keep_alive: Duration::from_secs(file.link.quic_keep_alive_secs),
             directory,
             extend,
+            trusted_relays,
         })
     }
 }
@@ -730,6 +756,13 @@ failed_dials_per_circuit = 4      # dials that may fail on one circuit
 failed_dials_per_link_burst = 8.0 # ...for one client link at once,
 failed_dials_per_link_per_sec = 0.5 # refilled this fast
 
+[circuits]
+# An exit carries traffic out only for circuits whose previous hop is a
+# relay: one the consensus held lists, connecting from an address listed
+# for it. Relays named here (fingerprints) count as relays without that:
+# for test networks without a directory. A public relay leaves this empty.
+trusted_relays = []
+
 # Used only when exit = true. The exit runs as root: it creates a TUN
 # device, turns on IP forwarding and installs the nftables table
 # `inet trine_exit` (removed again on stop). Each circuit gets its own
@@ -809,6 +842,26 @@ mod tests {
         assert!(
             relay.exit_settings.advertised.is_empty(),
             "0.0.0.0 is nobody's"
+        );
+    }
+
+    #[test]
+    fn trusted_relays_are_fingerprints() {
+        let id = "ab".repeat(32);
+        let text = exit_template().replace(
+            "trusted_relays = []",
+            &format!("trusted_relays = [\"{id}\"]"),
+        );
+        assert_eq!(
+            parse(&text).unwrap().trusted_relays,
+            vec![RelayId::from_hex(&id).unwrap()]
+        );
+        assert!(parse(&exit_template()).unwrap().trusted_relays.is_empty());
+        let text = exit_template().replace("trusted_relays = []", "trusted_relays = [\"abc\"]");
+        let message = parse(&text).unwrap_err().to_string();
+        assert!(
+            message.contains("circuits.trusted_relays") && message.contains("\"abc\""),
+            "{message}"
         );
     }
 

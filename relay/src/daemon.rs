@@ -14,7 +14,7 @@ use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::OsRng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, info, warn};
 use trine_circuit::cell::LinkCommand;
 use trine_circuit::relay::{CircuitHandle, LinkId, RelayEvent, RelayTransmit};
@@ -33,6 +33,8 @@ use crate::extend::{DialBudget, ExtendPolicy, Refusal};
 use crate::keys::KeyStore;
 use crate::limits::{SourceLimiter, TokenBucket};
 use crate::metrics::{self, ExitSnapshot, Snapshot};
+use crate::peers::RelayPeers;
+use trine_directory::Digest;
 use trine_node::cache::ConsensusStore;
 
 /// Cells queued toward one circuit stream before further cells are dropped.
@@ -136,6 +138,7 @@ pub async fn run(
         Some((authorities, _)) => ConsensusStore::open(&cache_file, &authorities.set, unix_now()),
         None => ConsensusStore::empty(&cache_file),
     }));
+    let unlisted = Arc::new(Notify::new());
     let mut descriptors = match &config.directory {
         Some((authorities, every)) => {
             let (descriptors, updates) =
@@ -145,6 +148,7 @@ pub async fn run(
                 authorities.clone(),
                 updates,
                 cache.clone(),
+                unlisted.clone(),
                 unix_now,
             ));
             Some((descriptors, *every, unix_now()))
@@ -192,6 +196,9 @@ pub async fn run(
         exit,
         tap,
         cache,
+        peers: RelayPeers::new(config.trusted_relays.iter().copied()),
+        consensus_seen: None,
+        unlisted,
         extends: ExtendPolicy::new(
             config.extend.private_networks.clone(),
             own_ips(&config),
@@ -214,6 +221,7 @@ pub async fn run(
             _ = tokio::time::sleep_until(wake) => core.table.handle_timeout(Instant::now()),
             _ = housekeeping.tick() => {
                 core.creates.prune(Instant::now());
+                core.reconsider_peers();
                 if let Some((descriptors, every, published)) = &mut descriptors {
                     let now = unix_now();
                     if now.saturating_sub(*published) >= every.as_secs() {
@@ -280,6 +288,12 @@ struct Core {
     exit: Option<ExitRuntime>,
     tap: Option<Box<dyn ExitTap>>,
     cache: ConsensusCache,
+    /// Which links are to a relay, for the exit's one-hop rule.
+    peers: RelayPeers,
+    /// The digest of the consensus `peers` was last decided against.
+    consensus_seen: Option<Digest>,
+    /// Tells `directory::run` a peer is not listed (yet).
+    unlisted: Arc<Notify>,
     extends: ExtendPolicy,
     dials: DialBudget<CircuitHandle>,
 }
@@ -308,9 +322,16 @@ impl Core {
                 let peer = link.peer_identity();
                 if let Some(peer) = peer {
                     self.by_peer.insert(peer, id);
-                    // Its peer proved a relay identity: circuits it
-                    // creates may exit here (a client's may not).
-                    self.table.relay_link_up(id);
+                    // Circuits from it may exit here only if the consensus
+                    // lists it at this address (or it is trusted).
+                    let listed = directory::listed_addresses(&self.cache, &peer);
+                    let is_relay =
+                        self.peers
+                            .link_up(id, peer, link.remote_address(), listed.as_deref());
+                    self.table.set_link_is_relay(id, is_relay);
+                    if !is_relay {
+                        self.unlisted.notify_one();
+                    }
                 }
                 spawn_link_readers(id, link.clone(), self.input.clone(), self.cache.clone());
                 self.links.insert(id, LinkEntry { link, peer });
@@ -324,6 +345,7 @@ impl Core {
                     }
                 }
                 self.writers.retain(|end, _| end.link != id);
+                self.peers.link_down(id);
                 self.table.link_closed(id);
                 self.dials.link_closed(id);
             }
@@ -441,6 +463,31 @@ impl Core {
         }
     }
 
+    /// Decides every link's relay-ness again if the held consensus
+    /// changed, and asks for a fetch while some peer is not listed.
+    fn reconsider_peers(&mut self) {
+        let held = self
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .held()
+            .map(|consensus| *consensus.digest());
+        if held != self.consensus_seen {
+            self.consensus_seen = held;
+            let cache = &self.cache;
+            let changed = self
+                .peers
+                .reconsider(|identity| directory::listed_addresses(cache, identity));
+            for (link, is_relay) in changed {
+                debug!(link, is_relay, "a peer's relay status changed");
+                self.table.set_link_is_relay(link, is_relay);
+            }
+        }
+        if self.peers.any_unrecognised() {
+            self.unlisted.notify_one();
+        }
+    }
+
     /// Sends everything the table queued and acts on its events.
     fn flush(&mut self) {
         self.send_queued();
@@ -511,13 +558,7 @@ impl Core {
     /// is one, otherwise dialing it at the addresses the EXTEND policy and
     /// the failed-dial budget allow; refused, the client gets TRUNCATED.
     fn extend(&mut self, circuit: CircuitHandle, target: RelayId, addresses: Vec<SocketAddr>) {
-        let listed = self
-            .cache
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .held()
-            .and_then(|consensus| consensus.relay(&target))
-            .map(|entry| entry.addresses.clone());
+        let listed = directory::listed_addresses(&self.cache, &target);
         let mut addresses = match self.extends.dialable(&addresses, listed.as_deref()) {
             Ok(addresses) => addresses,
             Err(refusal) => return self.refuse_extend(circuit, refusal),

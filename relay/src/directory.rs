@@ -2,14 +2,16 @@
 //! every authority (on start, after an onion-key rotation and every
 //! `publish_every_secs`), fetches and verifies the consensus, and serves
 //! it to anyone who asks over a link (a mirror), so clients fetch from
-//! their guard rather than from the authorities.
+//! their guard rather than from the authorities. When it fetches is
+//! `fetch.rs`'s decision.
 
+use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::Instant;
 
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tracing::{debug, info, warn};
-use trine_circuit::OnionKeyCert;
+use trine_circuit::{OnionKeyCert, RelayId};
 use trine_directory::wire::{DirRequest, DirResponse};
 use trine_directory::{Bandwidth, Descriptor, ExitSummary, PortRange};
 use trine_link::{CircuitStream, Endpoint};
@@ -18,13 +20,22 @@ use trine_node::cache::ConsensusStore;
 use trine_node::dirclient::{ask, fetch_consensus, serve_exchange};
 
 use crate::config::Config;
+use crate::fetch::{FetchSchedule, Fetched};
 use crate::keys::KeyStore;
 
 /// The consensus this relay holds and serves (cached on disk).
 pub type ConsensusCache = Arc<RwLock<ConsensusStore>>;
 
-/// How often the consensus is fetched.
-const FETCH_EVERY: Duration = Duration::from_secs(30);
+/// Where the consensus held in `cache` lists `identity` (`None`: not
+/// listed, or none held).
+pub fn listed_addresses(cache: &ConsensusCache, identity: &RelayId) -> Option<Vec<SocketAddr>> {
+    cache
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .held()
+        .and_then(|consensus| consensus.relay(identity))
+        .map(|entry| entry.addresses.clone())
+}
 
 /// The software version published in descriptors.
 const VERSION: &str = concat!("trine-relay ", env!("CARGO_PKG_VERSION"));
@@ -68,15 +79,17 @@ pub fn descriptor(config: &Config, keys: &KeyStore, now: u64) -> anyhow::Result<
 
 /// Publishes the current descriptor from `descriptors` and each new one
 /// (the daemon re-signs it periodically and after key rotation), and keeps
-/// `cache` up to date, for ever.
+/// `cache` up to date, for ever; `unlisted` is the daemon's hint that a
+/// peer proved an identity the held consensus does not list.
 pub async fn run(
     endpoint: Arc<Endpoint>,
     authorities: Authorities,
     mut descriptors: watch::Receiver<Vec<u8>>,
     cache: ConsensusCache,
+    unlisted: Arc<Notify>,
     now: fn() -> u64,
 ) {
-    let mut fetch = tokio::time::interval(FETCH_EVERY);
+    let mut schedule = FetchSchedule::new(Instant::now());
     descriptors.mark_changed();
     loop {
         tokio::select! {
@@ -87,17 +100,25 @@ pub async fn run(
                 let descriptor = descriptors.borrow_and_update().clone();
                 publish_all(&endpoint, &authorities, descriptor).await;
             }
-            _ = fetch.tick() => {
+            () = unlisted.notified() => schedule.unlisted_peer(Instant::now()),
+            () = tokio::time::sleep_until(schedule.next().into()) => {
                 let held = cache.read().unwrap_or_else(PoisonError::into_inner).held().cloned();
-                match fetch_consensus(&endpoint, &authorities, held.as_ref(), now()).await {
+                let outcome = match fetch_consensus(&endpoint, &authorities, held.as_ref(), now()).await {
                     Ok(consensus) => {
                         let (valid_after, relays) = (consensus.period().valid_after, consensus.relays().len());
                         if cache.write().unwrap_or_else(PoisonError::into_inner).replace(consensus) {
                             info!(valid_after, relays, "new consensus");
+                            Fetched::Newer
+                        } else {
+                            Fetched::Same
                         }
                     }
-                    Err(error) => debug!(%error, "consensus fetch failed; keeping the one held"),
-                }
+                    Err(error) => {
+                        debug!(%error, "consensus fetch failed; keeping the one held");
+                        if held.is_some() { Fetched::Same } else { Fetched::Nothing }
+                    }
+                };
+                schedule.fetched(Instant::now(), outcome);
             }
         }
     }

@@ -9,6 +9,8 @@ pub mod daemon;
 mod directory;
 mod exit;
 mod extend;
+mod fetch;
 pub mod keys;
 mod limits;
 mod metrics;
+mod peers;

@@ -14,7 +14,9 @@
 //!   the upstream; packets to the exit's loopback, a private network and the
 //!   exit's own address are refused with ICMP "administratively prohibited";
 //! - a one-hop circuit (client → exit) carries nothing out: the web host
-//!   sees nothing and the exit counts the DATA as `one_hop`;
+//!   sees nothing and the exit counts the DATA as `one_hop`; nor does one
+//!   from a client whose link presents a relay identity of its own making
+//!   (listed nowhere, not trusted: it is no relay);
 //! - stopping the exit removes its nftables table and restores forwarding.
 //!
 //! The attacks on the exit host itself (unsolicited packets to the pool,
@@ -41,6 +43,8 @@ const PREFIX: &str = "trxt";
 /// The port the one-hop circuit's packet is sent to (counted at the web
 /// host, never answered).
 const ONE_HOP_PORT: u16 = 7001;
+/// The same, for the one-hop circuit from a self-made relay identity.
+const POSING_PORT: u16 = 7002;
 
 #[test]
 fn exit_forwards_udp_tcp_and_dns_and_refuses_its_own_networks_and_one_hop_circuits() {
@@ -49,6 +53,7 @@ fn exit_forwards_udp_tcp_and_dns_and_refuses_its_own_networks_and_one_hop_circui
     }
     let mut net = ExitNet::start(PREFIX, "10.200.0.0/16");
     net.count_at_web("one_hop", &format!("udp dport {ONE_HOP_PORT}"));
+    net.count_at_web("posing", &format!("udp dport {POSING_PORT}"));
     net.run_client("client_through_exit");
 
     // Stopping the exit removes its nftables table and gives forwarding
@@ -138,6 +143,26 @@ async fn client_checks() {
         );
         exitnet::exit_metric(&one_hop) > before
     });
+    // Nor from a client whose link presents a relay identity of its own
+    // making: proving a key proves nothing; it is listed nowhere.
+    let before = exitnet::exit_metric(&one_hop);
+    let mut posing = Tunnel::open_as_unlisted_relay(vec![exitnet::exit_hop()]).await;
+    posing.send(&udp_packet(
+        40_000,
+        (WEB, POSING_PORT).into(),
+        b"i am a relay",
+    ));
+    exitnet::poll(
+        "DATA from a self-made relay identity counted by the exit",
+        || {
+            assert_eq!(
+                exitnet::web_counter("posing"),
+                0,
+                "a one-hop circuit from a self-made relay identity reached the web host"
+            );
+            exitnet::exit_metric(&one_hop) > before
+        },
+    );
     // The two-hop circuit still works after that.
     tunnel.send(&udp_packet(40_000, web_udp, b"again"));
     tunnel.expect(|p| udp_from(p, web_udp).is_some()).await;

@@ -85,7 +85,7 @@ impl World {
         // An exit sends one-hop DATA out only when the client's link is a
         // relay link (a relay building its own circuit): mark it, the
         // network's first link (id 0), so exit replies stay fuzzed at 1 hop.
-        net.relays[0].relay_link_up(0);
+        net.relays[0].set_link_is_relay(0, true);
         let mut world = Self {
             net,
             hops,

@@ -128,7 +128,7 @@ impl World {
             closed: HashSet::new(),
         };
         if prev_is_relay {
-            world.table.relay_link_up(PREV.link);
+            world.table.set_link_is_relay(PREV.link, true);
         }
         if stage == 0 {
             // Keep the client's CREATE for mutation, but do not deliver it.

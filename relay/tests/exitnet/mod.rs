@@ -96,6 +96,8 @@ impl ExitNet {
         text = common::set_key(&text, "exit", "true");
         text = common::set_key(&text, "dns_upstream", &format!("\"{RESOLVER}:{DNS_PORT}\""));
         text = common::set_key(&text, "pool_v4", &format!("\"{pool_v4}\""));
+        // No directory here: the exit trusts the middle by configuration.
+        text = common::set_key(&text, "trusted_relays", &format!("[\"{middle_id}\"]"));
         for (key, value) in settings {
             text = common::set_key(&text, key, value);
         }
@@ -356,8 +358,21 @@ pub struct Tunnel {
 impl Tunnel {
     /// Builds a circuit through `path`, retrying while the relays start.
     pub async fn open(path: Vec<HopSpec>) -> Self {
-        let deadline = Instant::now() + WAIT;
         let endpoint = Endpoint::client((CLIENT, 0).into(), &LinkConfig::default()).unwrap();
+        Self::open_from(endpoint, path).await
+    }
+
+    /// [`Tunnel::open`] from a client posing as a relay: its link presents
+    /// a relay identity of its own making, listed nowhere.
+    pub async fn open_as_unlisted_relay(path: Vec<HopSpec>) -> Self {
+        let identity = trine_circuit::IdentityKey::generate(&mut rand::rngs::OsRng);
+        let endpoint =
+            Endpoint::relay((CLIENT, 0).into(), &identity, &LinkConfig::default()).unwrap();
+        Self::open_from(endpoint, path).await
+    }
+
+    async fn open_from(endpoint: Endpoint, path: Vec<HopSpec>) -> Self {
+        let deadline = Instant::now() + WAIT;
         loop {
             match Self::try_open(&endpoint, &path).await {
                 Some((link, stream, circuit)) => {

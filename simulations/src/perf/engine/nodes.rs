@@ -58,8 +58,8 @@ impl Sim<'_> {
                 Some(next) if next != relay => {
                     let end = self.open(relay, next);
                     // A link between relays: both proved relay identities.
-                    self.relays[relay].table.relay_link_up(end.link);
-                    self.relays[next].table.relay_link_up(end.link);
+                    self.relays[relay].table.set_link_is_relay(end.link, true);
+                    self.relays[next].table.set_link_is_relay(end.link, true);
                     self.relays[relay].table.extend_ready(circuit, end);
                 }
                 _ => self.relays[relay]
