@@ -33,7 +33,7 @@ mod netns;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use exitnet::{ExitNet, LONG_TCP_PORT, POKE_PORT, Tunnel, UDP_PORT, WEB, udp_from, udp_packet};
+use exitnet::{ExitNet, LONG_TCP_PORT, POKE_PORT, UDP_PORT, WEB, udp_packet, udp_payload_from};
 use trine_circuit::ip::{self, TUNNEL_CLIENT_V4};
 use trine_testnet::netns_tests_enabled;
 
@@ -104,15 +104,23 @@ async fn forging_icmp_errors() {
     let web_udp = SocketAddr::from((WEB, UDP_PORT));
     // The victim, circuit B, the first to send: a UDP flow from the pool's
     // first address (pool addresses are handed out in order).
-    let mut victim = Tunnel::open(exitnet::two_hops()).await;
+    let mut victim = exitnet::tunnel(exitnet::two_hops()).await;
     victim.send(&udp_packet(40_000, web_udp, b"hello"));
-    victim.expect(|p| udp_from(p, web_udp).is_some()).await;
+    victim
+        .expect("the answer", exitnet::WAIT, |p| {
+            udp_payload_from(p, web_udp).is_some()
+        })
+        .await;
     let victim_flow = SocketAddr::new(LEASED.parse().unwrap(), 40_000);
 
     // The attacker, circuit A, with the next pool address.
-    let mut attacker = Tunnel::open(exitnet::two_hops()).await;
+    let mut attacker = exitnet::tunnel(exitnet::two_hops()).await;
     attacker.send(&udp_packet(40_000, web_udp, b"hello"));
-    attacker.expect(|p| udp_from(p, web_udp).is_some()).await;
+    attacker
+        .expect("the answer", exitnet::WAIT, |p| {
+            udp_payload_from(p, web_udp).is_some()
+        })
+        .await;
     assert_eq!(exitnet::exit_metric("trine_relay_exit_pool_leased "), 2);
 
     // "Port unreachable" about the web host's answer to the victim.
@@ -129,7 +137,11 @@ async fn forging_icmp_errors() {
     );
     // The victim's flow still works.
     victim.send(&udp_packet(40_000, web_udp, b"again"));
-    victim.expect(|p| udp_from(p, web_udp).is_some()).await;
+    victim
+        .expect("the answer", exitnet::WAIT, |p| {
+            udp_payload_from(p, web_udp).is_some()
+        })
+        .await;
 }
 
 async fn reusing_an_address() {
@@ -138,12 +150,16 @@ async fn reusing_an_address() {
     let poke = SocketAddr::from((WEB, POKE_PORT));
 
     // User A: a connection the web host holds, alive while A's circuit is.
-    let mut a = Tunnel::open(exitnet::two_hops()).await;
+    let mut a = exitnet::tunnel(exitnet::two_hops()).await;
     let greeting = exitnet::tcp_greeting(&mut a, web_long, 40_100).await;
     assert!(greeting.starts_with("saw "), "{greeting}");
     a.send(&udp_packet(40_101, poke, b"poke"));
-    let verdict = a.expect(|p| udp_from(p, poke).is_some()).await;
-    assert_eq!(udp_from(&verdict, poke).unwrap(), b"alive");
+    let verdict = a
+        .expect("the answer", exitnet::WAIT, |p| {
+            udp_payload_from(p, poke).is_some()
+        })
+        .await;
+    assert_eq!(udp_payload_from(&verdict, poke).unwrap(), b"alive");
     a.close();
     exitnet::poll("A's circuit closed at the exit", || {
         exitnet::exit_metric("trine_relay_circuits_closed_total ") >= 1
@@ -151,13 +167,13 @@ async fn reusing_an_address() {
 
     // User B: its packets find the pool full until A's address is free
     // again; then an answer proves B holds it.
-    let mut b = Tunnel::open(exitnet::two_hops()).await;
+    let mut b = exitnet::tunnel(exitnet::two_hops()).await;
     let mut received = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(15);
     'leased: loop {
         b.send(&udp_packet(40_200, web_udp, b"hello"));
         while let Some(packet) = b.next(Duration::from_millis(200)).await {
-            let answered = udp_from(&packet, web_udp).is_some();
+            let answered = udp_payload_from(&packet, web_udp).is_some();
             received.push(packet);
             if answered {
                 break 'leased;
@@ -174,7 +190,7 @@ async fn reusing_an_address() {
             .next(Duration::from_secs(15))
             .await
             .expect("no answer to the poke");
-        match udp_from(&packet, poke) {
+        match udp_payload_from(&packet, poke) {
             Some(verdict) => break verdict,
             None => received.push(packet),
         }
@@ -196,10 +212,14 @@ async fn reusing_an_address() {
 }
 
 async fn attacked_from_internet() {
-    let mut tunnel = Tunnel::open(exitnet::two_hops()).await;
+    let mut tunnel = exitnet::tunnel(exitnet::two_hops()).await;
     let web_udp = SocketAddr::from((WEB, UDP_PORT));
     tunnel.send(&udp_packet(40_000, web_udp, b"hello"));
-    let answer = tunnel.expect(|p| udp_from(p, web_udp).is_some()).await;
+    let answer = tunnel
+        .expect("the answer", exitnet::WAIT, |p| {
+            udp_payload_from(p, web_udp).is_some()
+        })
+        .await;
 
     // Unsolicited, from the internet to the circuit's pool address.
     let _ = exitnet::from_internet(&["ping", "-c", "2", "-i", "0.2", "-W", "1", LEASED]);
@@ -244,7 +264,11 @@ async fn attacked_from_internet() {
     });
     // The circuit still works.
     tunnel.send(&udp_packet(40_000, web_udp, b"again"));
-    tunnel.expect(|p| udp_from(p, web_udp).is_some()).await;
+    tunnel
+        .expect("the answer", exitnet::WAIT, |p| {
+            udp_payload_from(p, web_udp).is_some()
+        })
+        .await;
 }
 
 /// ICMP "port unreachable" from the client to the web host quoting
@@ -253,7 +277,7 @@ fn port_unreachable(quoted: &[u8]) -> Vec<u8> {
     let header = usize::from(quoted[0] & 0x0f) * 4;
     let mut icmp = vec![3, 3, 0, 0, 0, 0, 0, 0];
     icmp.extend_from_slice(&quoted[..(header + 8).min(quoted.len())]);
-    let sum = exitnet::checksum(&icmp);
+    let sum = exitnet::internet_checksum(&icmp);
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     exitnet::ipv4_packet(WEB, ip::proto::ICMP, &icmp)
 }

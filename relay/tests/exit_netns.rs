@@ -35,7 +35,7 @@ mod netns;
 
 use std::net::{Ipv4Addr, SocketAddr};
 
-use exitnet::{CLIENT, DNS_PORT, ExitNet, TCP_PORT, Tunnel, UDP_PORT, WEB, udp_from, udp_packet};
+use exitnet::{CLIENT, DNS_PORT, ExitNet, TCP_PORT, UDP_PORT, WEB, udp_packet, udp_payload_from};
 use trine_circuit::ip::{self, TUNNEL_RESOLVER_V4};
 use trine_testnet::netns_tests_enabled;
 
@@ -88,14 +88,18 @@ fn client_through_exit() {
 }
 
 async fn client_checks() {
-    let mut tunnel = Tunnel::open(exitnet::two_hops()).await;
+    let mut tunnel = exitnet::tunnel(exitnet::two_hops()).await;
     let exit_seen = format!("saw {}:", exitnet::EXIT);
 
     // UDP: the web host answers with the source it saw: the exit's.
     let web_udp = SocketAddr::from((WEB, UDP_PORT));
     tunnel.send(&udp_packet(40_000, web_udp, b"hello"));
-    let answer = tunnel.expect(|p| udp_from(p, web_udp).is_some()).await;
-    let text = String::from_utf8(udp_from(&answer, web_udp).unwrap()).unwrap();
+    let answer = tunnel
+        .expect("the answer", exitnet::WAIT, |p| {
+            udp_payload_from(p, web_udp).is_some()
+        })
+        .await;
+    let text = String::from_utf8(udp_payload_from(&answer, web_udp).unwrap()).unwrap();
     assert!(text.starts_with(&exit_seen), "web host saw {text}");
     assert!(!text.contains(&CLIENT.to_string()));
 
@@ -104,8 +108,12 @@ async fn client_checks() {
     let mut query = vec![0x12, 0x34, 0x01, 0, 0, 1, 0, 0, 0, 0, 0, 0];
     query.extend_from_slice(b"\x07example\x03com\x00\x00\x01\x00\x01");
     tunnel.send(&udp_packet(40_000, resolver, &query));
-    let answer = tunnel.expect(|p| udp_from(p, resolver).is_some()).await;
-    let answer = udp_from(&answer, resolver).unwrap();
+    let answer = tunnel
+        .expect("the answer", exitnet::WAIT, |p| {
+            udp_payload_from(p, resolver).is_some()
+        })
+        .await;
+    let answer = udp_payload_from(&answer, resolver).unwrap();
     assert_eq!(answer[..2], query[..2], "not the answer to this query");
     assert!(answer[2] & 0x80 != 0, "not a response");
     assert_eq!(answer[12..], query[12..], "another question");
@@ -126,14 +134,16 @@ async fn client_checks() {
             (refused, UDP_PORT).into(),
             b"let me in",
         ));
-        tunnel.expect(|p| is_prohibited(p, refused)).await;
+        tunnel
+            .expect("the answer", exitnet::WAIT, |p| is_prohibited(p, refused))
+            .await;
     }
 
     // A one-hop circuit straight to the exit carries nothing out: the exit
     // counts its DATA as one_hop, and the web host never sees it.
     let one_hop = exitnet::dropped_one_hop();
     let before = exitnet::exit_metric(&one_hop);
-    let mut direct = Tunnel::open(vec![exitnet::exit_hop()]).await;
+    let mut direct = exitnet::tunnel(vec![exitnet::exit_hop()]).await;
     direct.send(&udp_packet(40_000, (WEB, ONE_HOP_PORT).into(), b"one hop"));
     exitnet::poll("one-hop DATA counted by the exit", || {
         assert_eq!(
@@ -146,7 +156,7 @@ async fn client_checks() {
     // Nor from a client whose link presents a relay identity of its own
     // making: proving a key proves nothing; it is listed nowhere.
     let before = exitnet::exit_metric(&one_hop);
-    let mut posing = Tunnel::open_as_unlisted_relay(vec![exitnet::exit_hop()]).await;
+    let mut posing = exitnet::tunnel_as_unlisted_relay(vec![exitnet::exit_hop()]).await;
     posing.send(&udp_packet(
         40_000,
         (WEB, POSING_PORT).into(),
@@ -165,7 +175,11 @@ async fn client_checks() {
     );
     // The two-hop circuit still works after that.
     tunnel.send(&udp_packet(40_000, web_udp, b"again"));
-    tunnel.expect(|p| udp_from(p, web_udp).is_some()).await;
+    tunnel
+        .expect("the answer", exitnet::WAIT, |p| {
+            udp_payload_from(p, web_udp).is_some()
+        })
+        .await;
 }
 
 /// Whether `packet` is an ICMP "administratively prohibited" about a

@@ -88,17 +88,7 @@ fn destination_rules() -> String {
 
 /// Packets the destination's counter `name` has seen.
 fn seen_at_destination(net: &Network, name: &str) -> u64 {
-    let out = net.exec("d", &["nft", "list", "table", "inet", DEST_TABLE]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|line| line.contains(&format!("comment \"{name}\"")))
-        .unwrap_or_else(|| panic!("no {name} counter in:\n{text}"));
-    let packets = line
-        .split_whitespace()
-        .skip_while(|w| *w != "packets")
-        .nth(1);
-    packets.and_then(|n| n.parse().ok()).unwrap()
+    netns::counted(net, "d", DEST_TABLE, name)
 }
 
 /// Makes a relay's keys and configuration under `root/name` (an exit if

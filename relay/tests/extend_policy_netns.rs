@@ -73,17 +73,7 @@ fn watch_rules() -> String {
 
 /// Packets the relay's counter `name` has seen.
 fn sent_toward(net: &Network, name: &str) -> u64 {
-    let out = net.exec("r", &["nft", "list", "table", "inet", TABLE]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text
-        .lines()
-        .find(|line| line.contains(&format!("comment \"{name}\"")))
-        .unwrap_or_else(|| panic!("no {name} counter in:\n{text}"));
-    let packets = line
-        .split_whitespace()
-        .skip_while(|w| *w != "packets")
-        .nth(1);
-    packets.and_then(|n| n.parse().ok()).unwrap()
+    netns::counted(net, "r", TABLE, name)
 }
 
 /// The value of the relay's metric line starting with `line`, 0 if absent.

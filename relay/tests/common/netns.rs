@@ -67,6 +67,22 @@ pub fn metric_in(namespace: &str, line: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Packets counted by the rule with the comment `name` in table `inet
+/// table` of `role`'s namespace; panics if there is no such rule.
+pub fn counted(net: &trine_testnet::Network, role: &str, table: &str, name: &str) -> u64 {
+    let out = net.exec(role, &["nft", "list", "table", "inet", table]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|line| line.contains(&format!("comment \"{name}\"")))
+        .unwrap_or_else(|| panic!("no {name} counter in:\n{text}"));
+    let packets = line
+        .split_whitespace()
+        .skip_while(|w| *w != "packets")
+        .nth(1);
+    packets.and_then(|n| n.parse().ok()).unwrap()
+}
+
 /// A client's circuit over a real link, for sending raw IP packets.
 pub struct Tunnel {
     _endpoint: Endpoint,
@@ -79,8 +95,14 @@ impl Tunnel {
     /// Builds a circuit through `path` from `bind`, retrying (the relays
     /// may still be starting) until it is ready or `within` has passed.
     pub async fn open(bind: SocketAddr, path: Vec<HopSpec>, within: Duration) -> Self {
-        let deadline = Instant::now() + within;
         let endpoint = Endpoint::client(bind, &LinkConfig::default()).unwrap();
+        Self::open_with(endpoint, path, within).await
+    }
+
+    /// [`Tunnel::open`] over `endpoint` (a client's, or one presenting a
+    /// relay identity).
+    pub async fn open_with(endpoint: Endpoint, path: Vec<HopSpec>, within: Duration) -> Self {
+        let deadline = Instant::now() + within;
         loop {
             match Self::try_open(&endpoint, &path).await {
                 Ok((link, stream, circuit)) => {
@@ -151,6 +173,27 @@ impl Tunnel {
         self.link.send_datagram(self.stream.id(), &cell).unwrap();
     }
 
+    /// The next packet back through the circuit within `within`.
+    pub async fn next(&mut self, within: Duration) -> Option<Vec<u8>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let datagram = tokio::time::timeout_at(deadline, self.link.read_datagram())
+                .await
+                .ok()?
+                .ok()?;
+            let mut cell = datagram.1.to_vec();
+            if let Ok(Received::Packet(range)) = self.circuit.handle_cell(Instant::now(), &mut cell)
+            {
+                return Some(cell[range].to_vec());
+            }
+        }
+    }
+
+    /// Closes the link: the circuit goes with it.
+    pub fn close(self) {
+        self.link.close("done");
+    }
+
     /// Reads packets from the circuit until one satisfies `wanted`, and
     /// returns it; panics naming `what` after `within`.
     pub async fn expect(
@@ -219,7 +262,8 @@ pub fn udp_payload_from(packet: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
     let from_there = info.protocol == ip::proto::UDP
         && info.src == from.ip()
         && info.src_port == Some(from.port())
-        && info.dst == IpAddr::from(TUNNEL_CLIENT_V4);
+        && info.dst == IpAddr::from(TUNNEL_CLIENT_V4)
+        && ip::transport_checksum_ok(packet).unwrap_or(false);
     if !from_there {
         return None;
     }

@@ -17,13 +17,13 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use trine_circuit::client::Received;
 use trine_circuit::ip::{self, TUNNEL_CLIENT_V4};
-use trine_circuit::{ClientCircuit, ClientConfig, ClientEvent, HopSpec, RelayId};
-use trine_link::{CircuitStream, Endpoint, Link, LinkConfig};
+use trine_circuit::{HopSpec, RelayId};
+use trine_link::{Endpoint, LinkConfig};
 use trine_testnet::{Network, Node, must, sh};
 
 use crate::common::{self, BIN};
+pub use crate::netns::{Tunnel, internet_checksum, ipv4_packet, udp_packet, udp_payload_from};
 
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
 pub const EXIT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 3);
@@ -44,10 +44,7 @@ pub const LONG_TCP_PORT: u16 = 8001;
 pub const POKE_PORT: u16 = 7002;
 pub const DNS_PORT: u16 = 53;
 /// How long any one condition may take.
-const WAIT: Duration = Duration::from_secs(15);
-
-/// Set in the environment of a helper re-run inside a namespace.
-const HELPER: &str = "TRINE_NETNS_HELPER";
+pub const WAIT: Duration = Duration::from_secs(15);
 
 /// The running network (orchestrator side); everything goes on drop.
 pub struct ExitNet {
@@ -127,7 +124,7 @@ impl ExitNet {
             "dev",
             "eth0",
         ]);
-        let web = helper(&net.ns("w"), "web_host", &[])
+        let web = crate::netns::helper(&net.ns("w"), "web_host", &[])
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
@@ -182,7 +179,9 @@ impl ExitNet {
     /// Runs the ignored test `test` in the client namespace; it must pass
     /// and print "client checks passed".
     pub fn run_client(&self, test: &str) {
-        let out = helper(&self.net.ns("c"), test, &self.env).output().unwrap();
+        let out = crate::netns::helper(&self.net.ns("c"), test, &self.env)
+            .output()
+            .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && stdout.contains("client checks passed"),
@@ -231,27 +230,12 @@ pub fn sysctl(ns: &str, key: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Re-runs this test binary inside `namespace`, running one ignored test.
-fn helper(namespace: &str, test: &str, env: &[(&str, String)]) -> Command {
-    let mut command = Command::new("ip");
-    command
-        .args(["netns", "exec", namespace])
-        .arg(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--ignored", "--nocapture"])
-        .args(["--test-threads", "1"])
-        .env(HELPER, "1");
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command
-}
-
 // ------------------------------------------------------------ client side
 
 /// Runs `checks` as the client helper (only when re-run as a helper) and
 /// prints "client checks passed" when they pass.
 pub fn client_main(checks: impl std::future::Future<Output = ()>) {
-    if std::env::var_os(HELPER).is_none() {
+    if !crate::netns::is_helper() {
         return;
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -347,163 +331,18 @@ pub fn from_internet(args: &[&str]) -> std::process::Output {
     sh(&all)
 }
 
-/// A client's circuit over a real link, sending and receiving raw packets.
-pub struct Tunnel {
-    _endpoint: Endpoint,
-    link: Link,
-    stream: CircuitStream,
-    circuit: ClientCircuit,
+/// A circuit from the client through `path`, retrying while the relays
+/// start.
+pub async fn tunnel(path: Vec<HopSpec>) -> Tunnel {
+    Tunnel::open((CLIENT, 0).into(), path, WAIT).await
 }
 
-impl Tunnel {
-    /// Builds a circuit through `path`, retrying while the relays start.
-    pub async fn open(path: Vec<HopSpec>) -> Self {
-        let endpoint = Endpoint::client((CLIENT, 0).into(), &LinkConfig::default()).unwrap();
-        Self::open_from(endpoint, path).await
-    }
-
-    /// [`Tunnel::open`] from a client posing as a relay: its link presents
-    /// a relay identity of its own making, listed nowhere.
-    pub async fn open_as_unlisted_relay(path: Vec<HopSpec>) -> Self {
-        let identity = trine_circuit::IdentityKey::generate(&mut rand::rngs::OsRng);
-        let endpoint =
-            Endpoint::relay((CLIENT, 0).into(), &identity, &LinkConfig::default()).unwrap();
-        Self::open_from(endpoint, path).await
-    }
-
-    async fn open_from(endpoint: Endpoint, path: Vec<HopSpec>) -> Self {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            match Self::try_open(&endpoint, &path).await {
-                Some((link, stream, circuit)) => {
-                    return Self {
-                        _endpoint: endpoint,
-                        link,
-                        stream,
-                        circuit,
-                    };
-                }
-                None => {
-                    assert!(Instant::now() < deadline, "no circuit within {WAIT:?}");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-
-    async fn try_open(
-        endpoint: &Endpoint,
-        path: &[HopSpec],
-    ) -> Option<(Link, CircuitStream, ClientCircuit)> {
-        let first = &path[0];
-        let link = endpoint.connect(first.addresses[0], first.id).await.ok()?;
-        let mut stream = link.open_circuit().await.ok()?;
-        let mut circuit = ClientCircuit::new(
-            path.to_vec(),
-            &ClientConfig::default(),
-            Instant::now(),
-            &mut rand::rngs::OsRng,
-        )
-        .ok()?;
-        let mut ready = false;
-        common::drive(
-            &mut circuit,
-            &link,
-            &mut stream,
-            Duration::from_secs(5),
-            |_, event| {
-                ready = matches!(event, ClientEvent::Ready);
-                matches!(event, ClientEvent::Ready | ClientEvent::Failed(_))
-            },
-        )
-        .await;
-        ready.then_some((link, stream, circuit))
-    }
-
-    /// Sends one IP packet through the circuit.
-    pub fn send(&mut self, packet: &[u8]) {
-        let mut cell = Vec::new();
-        trine_circuit::cell::data_cell(&mut cell, packet);
-        assert!(self.circuit.seal_data(&mut cell), "cannot seal DATA");
-        self.link.send_datagram(self.stream.id(), &cell).unwrap();
-    }
-
-    /// The next packet back through the circuit within `within`.
-    pub async fn next(&mut self, within: Duration) -> Option<Vec<u8>> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let datagram = tokio::time::timeout_at(deadline, self.link.read_datagram())
-                .await
-                .ok()?
-                .ok()?;
-            let mut cell = datagram.1.to_vec();
-            if let Ok(Received::Packet(range)) = self.circuit.handle_cell(Instant::now(), &mut cell)
-            {
-                return Some(cell[range].to_vec());
-            }
-        }
-    }
-
-    /// The next packet back that `wanted` accepts; panics after a while.
-    pub async fn expect(&mut self, mut wanted: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let packet = self
-                .next(left)
-                .await
-                .unwrap_or_else(|| panic!("no expected answer within {WAIT:?}"));
-            if wanted(&packet) {
-                return packet;
-            }
-        }
-    }
-
-    /// Closes the link: the circuit goes with it.
-    pub fn close(self) {
-        self.link.close("done");
-    }
-}
-
-/// A UDP packet from the client's inner address and `src_port`.
-pub fn udp_packet(src_port: u16, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let mut packet = Vec::new();
-    ip::build_udp(
-        (TUNNEL_CLIENT_V4, src_port).into(),
-        dst,
-        payload,
-        &mut packet,
-    )
-    .unwrap();
-    packet
-}
-
-/// The UDP payload of `packet` if it is UDP from `from` to the client.
-pub fn udp_from(packet: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
-    let info = ip::parse(packet).ok()?;
-    if info.protocol != ip::proto::UDP
-        || info.src != from.ip()
-        || info.src_port != Some(from.port())
-    {
-        return None;
-    }
-    assert_eq!(info.dst, IpAddr::from(TUNNEL_CLIENT_V4));
-    assert!(ip::transport_checksum_ok(packet).unwrap());
-    Some(packet[ip::udp_payload(packet, &info).ok()?].to_vec())
-}
-
-/// An IPv4 packet from the client's inner address (header checksum
-/// computed here).
-pub fn ipv4_packet(dst: Ipv4Addr, protocol: u8, payload: &[u8]) -> Vec<u8> {
-    let len = (20 + payload.len()) as u16;
-    let mut packet = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, protocol, 0, 0];
-    packet[2..4].copy_from_slice(&len.to_be_bytes());
-    packet.extend_from_slice(&TUNNEL_CLIENT_V4.octets());
-    packet.extend_from_slice(&dst.octets());
-    let sum = checksum(&packet);
-    packet[10..12].copy_from_slice(&sum.to_be_bytes());
-    packet.extend_from_slice(payload);
-    packet
+/// [`tunnel`] from a client posing as a relay: its link presents a relay
+/// identity of its own making, listed nowhere.
+pub async fn tunnel_as_unlisted_relay(path: Vec<HopSpec>) -> Tunnel {
+    let identity = trine_circuit::IdentityKey::generate(&mut rand::rngs::OsRng);
+    let endpoint = Endpoint::relay((CLIENT, 0).into(), &identity, &LinkConfig::default()).unwrap();
+    Tunnel::open_with(endpoint, path, WAIT).await
 }
 
 pub const SYN: u8 = 0x02;
@@ -525,21 +364,9 @@ pub fn tcp_segment(src_port: u16, dst: SocketAddr, seq: u32, ack: u32, flags: u8
     pseudo.extend_from_slice(&dst_ip.octets());
     pseudo.extend_from_slice(&[0, ip::proto::TCP, 0, 20]);
     pseudo.extend_from_slice(&tcp);
-    let sum = checksum(&pseudo);
+    let sum = internet_checksum(&pseudo);
     tcp[16..18].copy_from_slice(&sum.to_be_bytes());
     ipv4_packet(dst_ip, ip::proto::TCP, &tcp)
-}
-
-/// The Internet checksum of `bytes`.
-pub fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Whether `packet` is TCP from the web host's `port`.
@@ -551,7 +378,11 @@ pub fn is_tcp_from(packet: &[u8], port: u16) -> bool {
 /// (handshake with the web host's kernel) and returns its greeting.
 pub async fn tcp_greeting(tunnel: &mut Tunnel, web: SocketAddr, src_port: u16) -> String {
     tunnel.send(&tcp_segment(src_port, web, 1000, 0, SYN));
-    let syn_ack = tunnel.expect(|p| is_tcp_from(p, web.port())).await;
+    let syn_ack = tunnel
+        .expect("the web host's answer", WAIT, |p| {
+            is_tcp_from(p, web.port())
+        })
+        .await;
     assert!(ip::transport_checksum_ok(&syn_ack).unwrap());
     let tcp = &syn_ack[ip::parse(&syn_ack).unwrap().transport_offset..];
     assert_eq!(tcp[13] & (SYN | ACK), SYN | ACK, "not a SYN-ACK");
@@ -564,7 +395,7 @@ pub async fn tcp_greeting(tunnel: &mut Tunnel, web: SocketAddr, src_port: u16) -
         ACK,
     ));
     let greeting = tunnel
-        .expect(|p| {
+        .expect("the web host's greeting", WAIT, |p| {
             is_tcp_from(p, web.port()) && p.len() > ip::parse(p).unwrap().transport_offset + 20
         })
         .await;
@@ -581,7 +412,7 @@ pub async fn tcp_greeting(tunnel: &mut Tunnel, web: SocketAddr, src_port: u16) -
 /// [`LONG_TCP_PORT`], and on a "poke" to [`POKE_PORT`] writes on it and
 /// answers "reset" if the exit reset it, "alive" if not.
 pub fn web_host_main() {
-    if std::env::var_os(HELPER).is_none() {
+    if !crate::netns::is_helper() {
         return;
     }
     let udp = UdpSocket::bind((WEB, UDP_PORT)).unwrap();
