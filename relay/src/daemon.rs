@@ -197,6 +197,11 @@ pub async fn run(
         tap,
         cache,
         peers: RelayPeers::new(config.trusted_relays.iter().copied()),
+        authorities: config
+            .directory
+            .iter()
+            .flat_map(|(authorities, _)| authorities.list.iter().map(|a| a.id))
+            .collect(),
         consensus_seen: None,
         unlisted,
         extends: ExtendPolicy::new(
@@ -290,6 +295,10 @@ struct Core {
     cache: ConsensusCache,
     /// Which links are to a relay, for the exit's one-hop rule.
     peers: RelayPeers,
+    /// The directory authorities' identities: their links (reachability
+    /// tests, descriptor uploads) are not relays and no news for the
+    /// consensus, so they never hurry a fetch.
+    authorities: std::collections::BTreeSet<RelayId>,
     /// The digest of the consensus `peers` was last decided against.
     consensus_seen: Option<Digest>,
     /// Tells `directory::run` a peer is not listed (yet).
@@ -320,7 +329,7 @@ impl Core {
         match input {
             Input::LinkUp { id, link } => {
                 let peer = link.peer_identity();
-                if let Some(peer) = peer {
+                if let Some(peer) = peer.filter(|p| !self.authorities.contains(p)) {
                     self.by_peer.insert(peer, id);
                     // Circuits from it may exit here only if the consensus
                     // lists it at this address (or it is trusted).
