@@ -99,6 +99,23 @@ struct LinkEntry {
     peer: Option<RelayId>,
 }
 
+/// `trine-relay run`: loads the configuration at `config_path` and its
+/// keys, starts logging and runs the relay on a multi-threaded runtime
+/// until SIGINT or SIGTERM (with `tap` on its exit traffic, in adversarial
+/// tests; `None` otherwise).
+pub fn run_from_file(
+    config_path: &std::path::Path,
+    tap: Option<Box<dyn ExitTap>>,
+) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let keys = KeyStore::load(&config.key_dir)?;
+    trine_node::init_logging();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(config, keys, tap))
+}
+
 /// Runs the relay until SIGINT or SIGTERM (with `tap` on its exit
 /// traffic, in adversarial tests; `None` otherwise).
 pub async fn run(

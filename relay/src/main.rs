@@ -96,15 +96,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             println!("{}", keys.identity.relay_id());
             Ok(())
         }
-        Command::Run { config } => {
-            let config = Config::load(&config)?;
-            let keys = KeyStore::load(&config.key_dir)?;
-            trine_node::init_logging();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(daemon::run(config, keys, None))
-        }
+        Command::Run { config } => daemon::run_from_file(&config, None),
     }
 }
 

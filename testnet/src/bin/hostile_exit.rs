@@ -9,9 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use trine_relay::config::Config;
 use trine_relay::daemon::{self, ExitTap};
-use trine_relay::keys::KeyStore;
 use trine_testnet::hostile::Playbook;
 
 /// A hostile Trine exit, for adversarial tests.
@@ -55,19 +53,9 @@ fn main() -> ExitCode {
 }
 
 fn run(config: &std::path::Path, log: &std::path::Path) -> anyhow::Result<()> {
-    let config = Config::load(config)?;
-    let keys = KeyStore::load(&config.key_dir)?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)?;
-    trine_node::init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(daemon::run(
-        config,
-        keys,
-        Some(Box::new(Tap(Playbook::new(log)))),
-    ))
+    daemon::run_from_file(config, Some(Box::new(Tap(Playbook::new(log)))))
 }
