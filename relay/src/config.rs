@@ -296,12 +296,21 @@ pub struct ExitSettings {
     pub ports: Vec<PortRule>,
     /// IP protocols that may leave.
     pub protocols: Protocols,
-    /// The relay's advertised addresses: its own even when no interface
-    /// holds them (1:1 NAT), so clients never reach them.
-    pub advertised: Vec<IpAddr>,
 }
 
 impl Config {
+    /// The addresses this relay advertises, as IPs (not `0.0.0.0` or
+    /// `::`): its own even when no interface holds them (a cloud's 1:1
+    /// NAT), so no client reaches them through the exit and no EXTEND
+    /// makes it dial itself.
+    pub fn advertised_ips(&self) -> Vec<IpAddr> {
+        self.advertise
+            .iter()
+            .map(SocketAddr::ip)
+            .filter(|ip| !ip.is_unspecified())
+            .collect()
+    }
+
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -406,14 +415,8 @@ impl Config {
         } else {
             file.advertise
         };
-        let advertised = advertise
-            .iter()
-            .map(SocketAddr::ip)
-            .filter(|ip| !ip.is_unspecified())
-            .collect();
-        let exit_settings =
-            exit_settings(file.exit, advertised, &file.exit_network, &file.exit_policy)
-                .map_err(|(field, problem)| invalid(field, problem))?;
+        let exit_settings = exit_settings(file.exit, &file.exit_network, &file.exit_policy)
+            .map_err(|(field, problem)| invalid(field, problem))?;
         let link = &file.link;
         if link.quic_keep_alive_secs == 0
             || link.quic_keep_alive_secs >= link.quic_idle_timeout_secs
@@ -535,7 +538,6 @@ fn extend_settings(file: &ExtendFile) -> Result<ExtendSettings, (&'static str, S
 /// The exit settings of the file; an exit must name its DNS resolver.
 fn exit_settings(
     exit: bool,
-    advertised: Vec<IpAddr>,
     network: &ExitNetwork,
     policy: &ExitPolicyFile,
 ) -> Result<ExitSettings, (&'static str, String)> {
@@ -656,7 +658,6 @@ fn exit_settings(
         allow_networks,
         ports,
         protocols,
-        advertised,
     })
 }
 
@@ -836,13 +837,10 @@ mod tests {
         let exit = &config.exit_settings;
         assert_eq!(exit.dns_upstream, Some("9.9.9.9:53".parse().unwrap()));
         assert_eq!(exit.protocols, Protocols::DEFAULT);
-        assert_eq!(exit.advertised, vec![config.listen.ip()]);
+        assert_eq!(config.advertised_ips(), vec![config.listen.ip()]);
         let relay = parse(&template("relay2", "0.0.0.0:9443".parse().unwrap(), false)).unwrap();
         assert_eq!(relay.exit_settings.dns_upstream, None);
-        assert!(
-            relay.exit_settings.advertised.is_empty(),
-            "0.0.0.0 is nobody's"
-        );
+        assert!(relay.advertised_ips().is_empty(), "0.0.0.0 is nobody's");
     }
 
     #[test]
@@ -917,7 +915,7 @@ mod tests {
             );
         let config = parse(&text).unwrap();
         assert_eq!(
-            config.exit_settings.advertised,
+            config.advertised_ips(),
             vec![
                 "198.51.100.7".parse::<IpAddr>().unwrap(),
                 "2001:db8::7".parse().unwrap()

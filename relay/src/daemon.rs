@@ -179,6 +179,7 @@ pub async fn run(
     let exit = if config.exit {
         Some(ExitRuntime::start(
             &config.exit_settings,
+            &config.advertised_ips(),
             config.circuits.max_circuits,
             tun_tx,
             dns_tx,
@@ -713,12 +714,10 @@ fn own_ips(config: &Config) -> Vec<IpAddr> {
         warn!(%error, "EXTEND refuses only the configured addresses as this relay's own");
         Vec::new()
     });
-    let configured = config.advertise.iter().chain([&config.listen]);
-    configured
-        .map(SocketAddr::ip)
-        .chain(interfaces)
-        .filter(|ip| !ip.is_unspecified())
-        .collect()
+    let mut own = config.advertised_ips();
+    own.extend(Some(config.listen.ip()).filter(|ip| !ip.is_unspecified()));
+    own.extend(interfaces);
+    own
 }
 
 /// The shell's name for a new link; never reused within a process.

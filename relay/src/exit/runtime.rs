@@ -81,6 +81,7 @@ impl ExitRuntime {
     /// addresses whose flows were deleted (or not) on `forgotten`.
     pub fn start(
         settings: &ExitSettings,
+        advertised: &[IpAddr],
         max_circuits: usize,
         from_tun: mpsc::Sender<Vec<u8>>,
         dns_answers: mpsc::Sender<DnsAnswer>,
@@ -124,11 +125,7 @@ impl ExitRuntime {
         let forgetter = Forgetter::start(forgotten)?;
         // Read after the TUN exists: its gateway addresses count as our
         // own.
-        let own = own_addresses(
-            system::own_addresses()?,
-            &settings.advertised,
-            dns_upstream.ip(),
-        );
+        let own = own_addresses(system::own_addresses()?, advertised, dns_upstream.ip());
         let policy = ExitPolicy::new(settings.allow_networks.clone(), own, settings.ports.clone())
             .with_pools([pool4].into_iter().chain(pool6))
             .with_protocols(settings.protocols);
