@@ -42,7 +42,7 @@ use trine_circuit::ip;
 use trine_circuit::{HopSpec, OnionPublicKey, RelayId};
 use trine_testnet::{Network, Node, must, netns_tests_enabled};
 
-use common::{BIN, Scratch, init, read_onion_key, set_key};
+use common::{Scratch, init, read_onion_key, set_key};
 use netns::{
     Tunnel, helper, ipv4_packet, is_helper, is_prohibited, metric_in, udp_packet, udp_payload_from,
 };
@@ -136,18 +136,13 @@ fn exit_policy_holds_against_a_client_sending_real_packets() {
     if !netns_tests_enabled() {
         return;
     }
-    let node = |role, ipv4| Node {
-        role,
-        ipv4,
-        ipv6: None,
-    };
     let mut net = Network::build(
         PREFIX,
         &[
-            node("c", "198.18.4.2/24"),
-            node("m", "198.18.4.3/24"),
-            node("e", "198.18.4.4/24"),
-            node("d", "198.18.4.5/24"),
+            Node::v4("c", "198.18.4.2/24"),
+            Node::v4("m", "198.18.4.3/24"),
+            Node::v4("e", "198.18.4.4/24"),
+            Node::v4("d", "198.18.4.5/24"),
         ],
     );
     let scratch = Scratch::new("exit-policy-netns");
@@ -212,12 +207,7 @@ fn exit_policy_holds_against_a_client_sending_real_packets() {
     ];
     let (exit, exit_config) = prepare_relay(root, "exit", EXIT, Some(&exit_edits));
     for (role, config) in [("m", &middle_config), ("e", &exit_config)] {
-        let ns = net.ns(role);
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &ns, BIN, "run", "--config"])
-            .arg(config);
-        start(&mut net, &mut command);
+        netns::run_relay(&mut net, role, config);
     }
     let canary_log = root.join("canary.log");
     let log_env = |path: &Path| vec![("TRXP_LOG", path.display().to_string())];

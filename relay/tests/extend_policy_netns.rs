@@ -29,7 +29,6 @@ mod netns;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rand::rngs::OsRng;
@@ -41,7 +40,7 @@ use trine_directory::{
 };
 use trine_testnet::{Network, Node, must, netns_tests_enabled};
 
-use common::{BIN, Client, Scratch, init, read_onion_key, set_key};
+use common::{Client, Scratch, init, read_onion_key, set_key};
 use netns::{helper, is_helper, metric_in, metrics_in};
 
 const PREFIX: &str = "trxd";
@@ -161,19 +160,14 @@ fn extends_to_loopback_private_own_and_unlisted_targets_send_nothing() {
     if !netns_tests_enabled() {
         return;
     }
-    let node = |role, ipv4| Node {
-        role,
-        ipv4,
-        ipv6: None,
-    };
     let mut net = Network::build(
         PREFIX,
         &[
-            node("c", "198.18.6.2/24"),
-            node("r", "198.18.6.3/24"),
-            node("n", "198.18.6.4/24"),
-            node("u", "198.18.6.5/24"),
-            node("p", "198.18.6.200/24"),
+            Node::v4("c", "198.18.6.2/24"),
+            Node::v4("r", "198.18.6.3/24"),
+            Node::v4("n", "198.18.6.4/24"),
+            Node::v4("u", "198.18.6.5/24"),
+            Node::v4("p", "198.18.6.200/24"),
         ],
     );
     let scratch = Scratch::new("extend-policy-netns");
@@ -205,13 +199,7 @@ fn extends_to_loopback_private_own_and_unlisted_targets_send_nothing() {
         rules.to_str().unwrap(),
     ]);
     for (role, dir) in [("r", &relay_dir), ("n", &next_dir)] {
-        let child = Command::new("ip")
-            .args(["netns", "exec", &net.ns(role), BIN, "run", "--config"])
-            .arg(dir.join("relay.toml"))
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        net.children.push(child);
+        netns::run_relay(&mut net, role, &dir.join("relay.toml"));
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     while metrics_in(&net.ns("r")).is_none() || metrics_in(&net.ns("n")).is_none() {

@@ -68,6 +68,17 @@ pub struct Node<'a> {
     pub ipv6: Option<&'a str>,
 }
 
+impl<'a> Node<'a> {
+    /// A node with an IPv4 address only.
+    pub const fn v4(role: &'a str, ipv4: &'a str) -> Self {
+        Self {
+            role,
+            ipv4,
+            ipv6: None,
+        }
+    }
+}
+
 /// Namespaces joined by a hub bridge; removed on drop.
 pub struct Network {
     tag: String,

@@ -67,6 +67,26 @@ pub fn metric_in(namespace: &str, line: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Starts `trine-relay run --config CONFIG` in `role`'s namespace of
+/// `net` (its errors on this test's stderr); the network kills it when it
+/// goes.
+pub fn run_relay(net: &mut trine_testnet::Network, role: &str, config: &std::path::Path) {
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &net.ns(role),
+            crate::common::BIN,
+            "run",
+            "--config",
+        ])
+        .arg(config)
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    net.children.push(child);
+}
+
 /// Packets counted by the rule with the comment `name` in table `inet
 /// table` of `role`'s namespace; panics if there is no such rule.
 pub fn counted(net: &trine_testnet::Network, role: &str, table: &str, name: &str) -> u64 {

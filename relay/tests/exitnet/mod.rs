@@ -22,7 +22,7 @@ use trine_circuit::{HopSpec, RelayId};
 use trine_link::{Endpoint, LinkConfig};
 use trine_testnet::{Network, Node, must, sh};
 
-use crate::common::{self, BIN};
+use crate::common;
 pub use crate::netns::{Tunnel, internet_checksum, ipv4_packet, udp_packet, udp_payload_from};
 
 pub const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
@@ -67,18 +67,13 @@ impl ExitNet {
     /// [`ExitNet::start`] with these `key = value` settings in the exit's
     /// configuration.
     pub fn start_with(prefix: &str, pool_v4: &str, settings: &[(&str, &str)]) -> Self {
-        let node = |role, ipv4| Node {
-            role,
-            ipv4,
-            ipv6: None,
-        };
         let mut net = Network::build(
             prefix,
             &[
-                node("c", "198.18.0.2/24"),
-                node("e", "198.18.0.3/24"),
-                node("w", "198.18.0.4/24"),
-                node("m", "198.18.0.5/24"),
+                Node::v4("c", "198.18.0.2/24"),
+                Node::v4("e", "198.18.0.3/24"),
+                Node::v4("w", "198.18.0.4/24"),
+                Node::v4("m", "198.18.0.5/24"),
             ],
         );
         let dir = std::env::temp_dir().join(format!("trine-{prefix}-{}", std::process::id()));
@@ -106,13 +101,7 @@ impl ExitNet {
         std::fs::write(&middle_config, text).unwrap();
         let forwarding_before = sysctl(&net.ns("e"), "net.ipv4.ip_forward");
         for (role, dir) in [("e", &exit_dir), ("m", &middle_dir)] {
-            let child = Command::new("ip")
-                .args(["netns", "exec", &net.ns(role), BIN, "run", "--config"])
-                .arg(dir.join("relay.toml"))
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap();
-            net.children.push(child);
+            crate::netns::run_relay(&mut net, role, &dir.join("relay.toml"));
         }
         must(&[
             "ip",
