@@ -214,12 +214,13 @@ pub async fn run(
         exit,
         tap,
         cache,
-        peers: RelayPeers::new(config.trusted_relays.iter().copied()),
-        authorities: config
-            .directory
-            .iter()
-            .flat_map(|(authorities, _)| authorities.list.iter().map(|a| a.id))
-            .collect(),
+        peers: RelayPeers::new(
+            config.trusted_relays.iter().copied(),
+            config
+                .directory
+                .iter()
+                .flat_map(|(authorities, _)| authorities.list.iter().map(|a| a.id)),
+        ),
         consensus_seen: None,
         unlisted,
         extends: ExtendPolicy::new(
@@ -313,10 +314,6 @@ struct Core {
     cache: ConsensusCache,
     /// Which links are to a relay, for the exit's one-hop rule.
     peers: RelayPeers,
-    /// The directory authorities' identities: their links (reachability
-    /// tests, descriptor uploads) are not relays and no news for the
-    /// consensus, so they never hurry a fetch.
-    authorities: std::collections::BTreeSet<RelayId>,
     /// The digest of the consensus `peers` was last decided against.
     consensus_seen: Option<Digest>,
     /// Tells `directory::run` a peer is not listed (yet).
@@ -347,7 +344,7 @@ impl Core {
         match input {
             Input::LinkUp { id, link } => {
                 let peer = link.peer_identity();
-                if let Some(peer) = peer.filter(|p| !self.authorities.contains(p)) {
+                if let Some(peer) = peer {
                     self.by_peer.insert(peer, id);
                     // Circuits from it may exit here only if the consensus
                     // lists it at this address (or it is trusted).
@@ -356,7 +353,7 @@ impl Core {
                         self.peers
                             .link_up(id, peer, link.remote_address(), listed.as_deref());
                     self.table.set_link_is_relay(id, is_relay);
-                    if !is_relay {
+                    if !is_relay && self.peers.any_unrecognised() {
                         self.unlisted.notify_one();
                     }
                 }

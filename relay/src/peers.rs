@@ -30,14 +30,22 @@ struct Peer {
 #[derive(Debug)]
 pub struct RelayPeers {
     trusted: BTreeSet<RelayId>,
+    /// The directory authorities: known, never relays, never news for the
+    /// consensus (their reachability tests and uploads come and go).
+    authorities: BTreeSet<RelayId>,
     links: BTreeMap<LinkId, Peer>,
 }
 
 impl RelayPeers {
-    /// Peers are relays if listed, or if in `trusted`.
-    pub fn new(trusted: impl IntoIterator<Item = RelayId>) -> Self {
+    /// Peers are relays if listed, or if in `trusted`; `authorities` are
+    /// never relays, and not waiting to be listed either.
+    pub fn new(
+        trusted: impl IntoIterator<Item = RelayId>,
+        authorities: impl IntoIterator<Item = RelayId>,
+    ) -> Self {
         Self {
             trusted: trusted.into_iter().collect(),
+            authorities: authorities.into_iter().collect(),
             links: BTreeMap::new(),
         }
     }
@@ -55,7 +63,8 @@ impl RelayPeers {
     }
 
     /// `link` came up from `identity` at `remote`; `listed` as in the
-    /// held consensus. Returns whether it counts as a relay.
+    /// held consensus. Returns whether it counts as a relay (an authority's
+    /// link is not kept: it never will).
     pub fn link_up(
         &mut self,
         link: LinkId,
@@ -63,6 +72,9 @@ impl RelayPeers {
         remote: SocketAddr,
         listed: Option<&[SocketAddr]>,
     ) -> bool {
+        if self.authorities.contains(&identity) {
+            return false;
+        }
         let ip = remote.ip();
         let is_relay = self.is_relay(&identity, ip, listed);
         self.links.insert(
@@ -133,7 +145,7 @@ mod tests {
 
     #[test]
     fn a_peer_is_a_relay_only_if_listed_at_the_links_address_or_trusted() {
-        let mut peers = RelayPeers::new([id(9)]);
+        let mut peers = RelayPeers::new([id(9)], [id(7)]);
         let listed = [addr("198.18.0.5:9001"), addr("[2001:db8::5]:9001")];
         // Listed, from a listed IP (any source port; IPv4-mapped too).
         assert!(peers.link_up(1, id(1), addr("198.18.0.5:40000"), Some(&listed)));
@@ -150,11 +162,15 @@ mod tests {
         peers.link_down(4);
         peers.link_down(5);
         assert!(!peers.any_unrecognised());
+        // An authority testing reachability: not a relay, and no reason to
+        // fetch the consensus again.
+        assert!(!peers.link_up(7, id(7), addr("198.18.0.11:40000"), None));
+        assert!(!peers.any_unrecognised());
     }
 
     #[test]
     fn a_newer_consensus_changes_the_links_it_decides_differently() {
-        let mut peers = RelayPeers::new([]);
+        let mut peers = RelayPeers::new([], []);
         let middle = [addr("198.18.0.5:9001")];
         let other = [addr("198.18.0.6:9001")];
         assert!(!peers.link_up(1, id(1), addr("198.18.0.5:1"), None));
