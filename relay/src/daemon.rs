@@ -349,11 +349,11 @@ impl Core {
                     // Circuits from it may exit here only if the consensus
                     // lists it at this address (or it is trusted).
                     let listed = directory::listed_addresses(&self.cache, &peer);
-                    let is_relay =
+                    let verdict =
                         self.peers
                             .link_up(id, peer, link.remote_address(), listed.as_deref());
-                    self.table.set_link_is_relay(id, is_relay);
-                    if !is_relay && self.peers.any_unrecognised() {
+                    self.table.set_link_is_relay(id, verdict.is_relay);
+                    if verdict.fetch_soon {
                         self.unlisted.notify_one();
                     }
                 }
@@ -488,7 +488,7 @@ impl Core {
     }
 
     /// Decides every link's relay-ness again if the held consensus
-    /// changed, and asks for a fetch while some peer is not listed.
+    /// changed.
     fn reconsider_peers(&mut self) {
         let held = self
             .cache
@@ -506,9 +506,6 @@ impl Core {
                 debug!(link, is_relay, "a peer's relay status changed");
                 self.table.set_link_is_relay(link, is_relay);
             }
-        }
-        if self.peers.any_unrecognised() {
-            self.unlisted.notify_one();
         }
     }
 

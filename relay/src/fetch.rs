@@ -5,10 +5,13 @@
 //! Every 30 s while a consensus is held. An exit carries DATA only from
 //! relays its consensus lists, so it must not lag: while it holds none (a
 //! first start, or every fetch failed) it tries again after 2 s, doubling
-//! up to 30 s; and when a peer proves an identity the held consensus does
-//! not list (a relay newer than that consensus, or an impostor) it fetches
-//! again soon, by the same doubling back-off, so impostors cost the
-//! authorities at most a fetch per 30 s.
+//! up to 30 s; and when a link comes up from an identity the held
+//! consensus does not list (a relay newer than that consensus, or an
+//! impostor) it fetches again soon, by the same doubling back-off. The
+//! hint comes once per new link, never from links held open, so an
+//! impostor must keep opening links (each a QUIC handshake with this
+//! relay) to bring fetches forward, and still gets no more than the
+//! back-off allows: 2, 4, 8, 16, then 30 s apart after a new consensus.
 
 use std::time::{Duration, Instant};
 

@@ -17,6 +17,16 @@ use std::net::{IpAddr, SocketAddr};
 use trine_circuit::RelayId;
 use trine_circuit::relay::LinkId;
 
+/// What [`RelayPeers::link_up`] decided about a new link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkVerdict {
+    /// Circuits from it may send DATA out of this exit.
+    pub is_relay: bool,
+    /// Its identity is not in the consensus held (nor an authority's):
+    /// fetch one soon, it may be a relay newer than that consensus.
+    pub fetch_soon: bool,
+}
+
 /// A link whose peer proved an identity.
 #[derive(Debug, Clone, Copy)]
 struct Peer {
@@ -30,15 +40,15 @@ struct Peer {
 #[derive(Debug)]
 pub struct RelayPeers {
     trusted: BTreeSet<RelayId>,
-    /// The directory authorities: known, never relays, never news for the
-    /// consensus (their reachability tests and uploads come and go).
+    /// The directory authorities: known, so their links (reachability
+    /// tests, uploads) are no news for the consensus.
     authorities: BTreeSet<RelayId>,
     links: BTreeMap<LinkId, Peer>,
 }
 
 impl RelayPeers {
-    /// Peers are relays if listed, or if in `trusted`; `authorities` are
-    /// never relays, and not waiting to be listed either.
+    /// Peers are relays if listed, or if in `trusted`; `authorities`, if
+    /// not listed, are not waiting to be (see [`RelayPeers::link_up`]).
     pub fn new(
         trusted: impl IntoIterator<Item = RelayId>,
         authorities: impl IntoIterator<Item = RelayId>,
@@ -63,18 +73,18 @@ impl RelayPeers {
     }
 
     /// `link` came up from `identity` at `remote`; `listed` as in the
-    /// held consensus. Returns whether it counts as a relay (an authority's
-    /// link is not kept: it never will).
+    /// held consensus. Returns whether it counts as a relay, and whether a
+    /// fresher consensus might change that (an identity it does not list
+    /// that is not an authority's: a relay newer than the consensus held).
+    /// Asked once per link, so an impostor holding links open cannot keep
+    /// the consensus being fetched.
     pub fn link_up(
         &mut self,
         link: LinkId,
         identity: RelayId,
         remote: SocketAddr,
         listed: Option<&[SocketAddr]>,
-    ) -> bool {
-        if self.authorities.contains(&identity) {
-            return false;
-        }
+    ) -> LinkVerdict {
         let ip = remote.ip();
         let is_relay = self.is_relay(&identity, ip, listed);
         self.links.insert(
@@ -85,7 +95,10 @@ impl RelayPeers {
                 is_relay,
             },
         );
-        is_relay
+        LinkVerdict {
+            is_relay,
+            fetch_soon: !is_relay && listed.is_none() && !self.authorities.contains(&identity),
+        }
     }
 
     /// Forgets a closed link.
@@ -122,12 +135,6 @@ impl RelayPeers {
         }
         changed
     }
-
-    /// Whether some link's peer proved an identity that does not count
-    /// (yet): a newer consensus may list it.
-    pub fn any_unrecognised(&self) -> bool {
-        self.links.values().any(|peer| !peer.is_relay)
-    }
 }
 
 #[cfg(test)]
@@ -143,29 +150,53 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn verdict(is_relay: bool, fetch_soon: bool) -> LinkVerdict {
+        LinkVerdict {
+            is_relay,
+            fetch_soon,
+        }
+    }
+
     #[test]
     fn a_peer_is_a_relay_only_if_listed_at_the_links_address_or_trusted() {
         let mut peers = RelayPeers::new([id(9)], [id(7)]);
         let listed = [addr("198.18.0.5:9001"), addr("[2001:db8::5]:9001")];
+        let relay = verdict(true, false);
         // Listed, from a listed IP (any source port; IPv4-mapped too).
-        assert!(peers.link_up(1, id(1), addr("198.18.0.5:40000"), Some(&listed)));
-        assert!(peers.link_up(2, id(1), addr("[::ffff:198.18.0.5]:1"), Some(&listed)));
-        assert!(peers.link_up(3, id(1), addr("[2001:db8::5]:2"), Some(&listed)));
+        assert_eq!(
+            peers.link_up(1, id(1), addr("198.18.0.5:40000"), Some(&listed)),
+            relay
+        );
+        assert_eq!(
+            peers.link_up(2, id(1), addr("[::ffff:198.18.0.5]:1"), Some(&listed)),
+            relay
+        );
+        assert_eq!(
+            peers.link_up(3, id(1), addr("[2001:db8::5]:2"), Some(&listed)),
+            relay
+        );
         // Listed, but from elsewhere: someone else's address, or its key
-        // used from another machine.
-        assert!(!peers.link_up(4, id(1), addr("198.18.0.2:40000"), Some(&listed)));
-        // A fresh identity, or no consensus held.
-        assert!(!peers.link_up(5, id(2), addr("198.18.0.2:40000"), None));
+        // used from another machine. The consensus knows it: no fetch.
+        assert_eq!(
+            peers.link_up(4, id(1), addr("198.18.0.2:40000"), Some(&listed)),
+            verdict(false, false)
+        );
+        // A fresh identity, or no consensus held: maybe a newer relay.
+        assert_eq!(
+            peers.link_up(5, id(2), addr("198.18.0.2:40000"), None),
+            verdict(false, true)
+        );
         // Trusted by configuration: from anywhere.
-        assert!(peers.link_up(6, id(9), addr("198.18.0.2:40000"), None));
-        assert!(peers.any_unrecognised());
-        peers.link_down(4);
-        peers.link_down(5);
-        assert!(!peers.any_unrecognised());
+        assert_eq!(
+            peers.link_up(6, id(9), addr("198.18.0.2:40000"), None),
+            relay
+        );
         // An authority testing reachability: not a relay, and no reason to
         // fetch the consensus again.
-        assert!(!peers.link_up(7, id(7), addr("198.18.0.11:40000"), None));
-        assert!(!peers.any_unrecognised());
+        assert_eq!(
+            peers.link_up(7, id(7), addr("198.18.0.11:40000"), None),
+            verdict(false, false)
+        );
     }
 
     #[test]
@@ -173,8 +204,12 @@ mod tests {
         let mut peers = RelayPeers::new([], []);
         let middle = [addr("198.18.0.5:9001")];
         let other = [addr("198.18.0.6:9001")];
-        assert!(!peers.link_up(1, id(1), addr("198.18.0.5:1"), None));
-        assert!(peers.link_up(2, id(2), addr("198.18.0.6:1"), Some(&other)));
+        assert!(!peers.link_up(1, id(1), addr("198.18.0.5:1"), None).is_relay);
+        assert!(
+            peers
+                .link_up(2, id(2), addr("198.18.0.6:1"), Some(&other))
+                .is_relay
+        );
         // The middle is listed now; the other relay still is.
         let both = |who: &RelayId| match who.as_bytes()[0] {
             1 => Some(middle.to_vec()),
@@ -185,6 +220,5 @@ mod tests {
         assert_eq!(peers.reconsider(both), vec![]);
         // Delisted (or the consensus is gone): both stop counting.
         assert_eq!(peers.reconsider(|_| None), vec![(1, false), (2, false)]);
-        assert!(peers.any_unrecognised());
     }
 }

@@ -278,10 +278,12 @@ fn own_addresses(
     advertised: &[IpAddr],
     dns_upstream: IpAddr,
 ) -> Vec<IpAddr> {
+    // Canonical: an IPv4-mapped IPv6 form must not hide an IPv4 address
+    // from the policy, which compares packets' (plain) addresses.
     let mut own = interfaces;
     own.extend(advertised);
     own.push(dns_upstream);
-    own
+    own.into_iter().map(|ip| ip.to_canonical()).collect()
 }
 
 async fn ask(upstream: SocketAddr, query: &[u8]) -> anyhow::Result<Vec<u8>> {
